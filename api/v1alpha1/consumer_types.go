@@ -1,0 +1,182 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// DeliverPolicy is where a new consumer starts reading its Topic.
+// +kubebuilder:validation:Enum=All;New;Last;LastPerSubject
+type DeliverPolicy string
+
+const (
+	// DeliverAll starts from the oldest message the Topic keeps.
+	DeliverAll DeliverPolicy = "All"
+	// DeliverNew starts with messages published after the consumer is created.
+	DeliverNew DeliverPolicy = "New"
+	// DeliverLast starts from the newest message.
+	DeliverLast DeliverPolicy = "Last"
+	// DeliverLastPerSubject starts from the newest message of each subject.
+	DeliverLastPerSubject DeliverPolicy = "LastPerSubject"
+)
+
+// ConsumerSpec registers a service that reads a Topic through a durable consumer.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.ackWait) || !has(self.semantic) || self.semantic != 'AtMostOnce'",fieldPath=".ackWait",reason=FieldValueForbidden,message="ackWait does not apply to an AtMostOnce consumer: it does not acknowledge, so nothing is redelivered"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxDeliver) || !has(self.semantic) || self.semantic != 'AtMostOnce'",fieldPath=".maxDeliver",reason=FieldValueForbidden,message="maxDeliver does not apply to an AtMostOnce consumer: it does not acknowledge, so nothing is redelivered"
+// +kubebuilder:validation:XValidation:rule="!has(self.backoff) || !has(self.semantic) || self.semantic != 'AtMostOnce'",fieldPath=".backoff",reason=FieldValueForbidden,message="backoff does not apply to an AtMostOnce consumer: it does not acknowledge, so nothing is redelivered"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxAckPending) || !has(self.semantic) || self.semantic != 'AtMostOnce'",fieldPath=".maxAckPending",reason=FieldValueForbidden,message="maxAckPending does not apply to an AtMostOnce consumer: it does not acknowledge, so nothing is redelivered"
+// +kubebuilder:validation:XValidation:rule="!has(self.backoff) || !has(self.maxDeliver) || self.maxDeliver > size(self.backoff)",fieldPath=".backoff",reason=FieldValueInvalid,message="backoff must have fewer entries than maxDeliver: ackWait covers the first delivery and each backoff entry one more, so entries past maxDeliver would never be used"
+// +kubebuilder:validation:XValidation:rule="has(self.durableName) == has(oldSelf.durableName)",fieldPath=".durableName",reason=FieldValueForbidden,message="durableName cannot be added or removed after creation: it names the JetStream consumer"
+// +kubebuilder:validation:XValidation:rule="has(self.semantic) == has(oldSelf.semantic) && (!has(self.semantic) || (self.semantic == 'AtMostOnce') == (oldSelf.semantic == 'AtMostOnce'))",fieldPath=".semantic",reason=FieldValueForbidden,message="semantic cannot be added, removed, or changed between AtMostOnce and an acknowledged semantic after creation: JetStream cannot change a consumer's ack policy; create a new Consumer"
+type ConsumerSpec struct {
+	// TopicRef names the Topic this consumer reads. Immutable.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="topicRef is immutable: register a new Consumer for another Topic"
+	TopicRef TopicReference `json:"topicRef"`
+
+	// Semantic the consumer processes with. Defaults to the Topic's; it may be
+	// weaker, never stronger.
+	// +optional
+	Semantic *DeliverySemantic `json:"semantic,omitempty"`
+
+	// FilterSubjects narrows the consumer to some of the Topic's subjects.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:Pattern=`^[^.\s*>$][^.\s*>]*(\.([^.\s*>]+|\*))*(\.>)?$`
+	FilterSubjects []string `json:"filterSubjects,omitempty"`
+
+	// DurableName names the JetStream durable consumer. Defaults to the
+	// Consumer's name. Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[^.\s*>/\\]+$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="durableName is immutable: it names the JetStream consumer"
+	DurableName string `json:"durableName,omitempty"`
+
+	// DeliverPolicy is where the consumer starts reading when it is created.
+	// Immutable.
+	// +optional
+	// +kubebuilder:default=All
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="deliverPolicy is immutable: JetStream cannot change where a consumer started"
+	DeliverPolicy DeliverPolicy `json:"deliverPolicy,omitempty"`
+
+	// AckWait is how long a delivered message waits for an acknowledgement
+	// before it is delivered again. Default 30s.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('12h'))",message="must be between 1s and 12h: a tiny ack wait redelivers unacknowledged messages many times a second"
+	AckWait *metav1.Duration `json:"ackWait,omitempty"`
+
+	// MaxDeliver bounds how many times a message is delivered. Unset means
+	// unlimited, which AtLeastOnce and ExactlyOnce need to lose nothing: when
+	// set, a message that fails every delivery is dropped by this consumer.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxDeliver *int32 `json:"maxDeliver,omitempty"`
+
+	// Backoff lists the waits for the redeliveries after the first ackWait;
+	// the last one repeats. Defaults to ackWait doubled three times
+	// (30s, 1m, 2m, 4m with the default ackWait).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Type=string
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('12h'))",message="must be between 1s and 12h"
+	Backoff []metav1.Duration `json:"backoff,omitempty"`
+
+	// MaxAckPending bounds how many messages may be delivered and not yet
+	// acknowledged. Default 1000.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxAckPending *int32 `json:"maxAckPending,omitempty"`
+
+	// BindingSecretName is the Secret the consumer's binding is written to.
+	// Defaults to "<name>-binding".
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	BindingSecretName string `json:"bindingSecretName,omitempty"`
+}
+
+// ConsumerStatus is what the operator resolved and observed for a Consumer.
+type ConsumerStatus struct {
+	CommonStatus `json:",inline"`
+
+	// Semantic is the semantic the consumer processes with, the Topic's default resolved.
+	// +optional
+	Semantic DeliverySemantic `json:"semantic,omitempty"`
+
+	// StreamName is the JetStream stream the consumer reads.
+	// +optional
+	StreamName string `json:"streamName,omitempty"`
+
+	// DurableName is the JetStream durable consumer's name.
+	// +optional
+	DurableName string `json:"durableName,omitempty"`
+
+	// EffectiveSemantic is what the consumer gets end to end: its own
+	// semantic, weakened by the weakest producer registered on its Topic.
+	// +optional
+	EffectiveSemantic DeliverySemantic `json:"effectiveSemantic,omitempty"`
+
+	// Lag is a coarse snapshot of the consumer's backlog, refreshed at the
+	// manager's lag interval and written only when it changed. Exact figures
+	// are exported as Prometheus metrics.
+	// +optional
+	Lag *ConsumerLag `json:"lag,omitempty"`
+
+	// Undeliverable says what happens to a message that fails every delivery.
+	// +optional
+	Undeliverable string `json:"undeliverable,omitempty"`
+
+	// Binding names the Secret that holds the consumer's binding.
+	// +optional
+	Binding *BindingReference `json:"binding,omitempty"`
+}
+
+// ConsumerLag is a consumer's backlog as the server reported it.
+type ConsumerLag struct {
+	// Pending messages not yet delivered to the consumer.
+	Pending int64 `json:"pending"`
+	// AckPending messages delivered and not yet acknowledged.
+	AckPending int64 `json:"ackPending"`
+	// Redelivered messages delivered more than once and still unacknowledged.
+	Redelivered int64 `json:"redelivered"`
+}
+
+// Consumer registers a service that reads a Topic through the hub.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=hubflow
+// +kubebuilder:printcolumn:name="Topic",type=string,JSONPath=`.spec.topicRef.name`
+// +kubebuilder:printcolumn:name="Semantic",type=string,JSONPath=`.status.semantic`
+// +kubebuilder:printcolumn:name="Effective",type=string,JSONPath=`.status.effectiveSemantic`
+// +kubebuilder:printcolumn:name="Durable",type=string,JSONPath=`.status.durableName`
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.lag.pending`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Consumer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec ConsumerSpec `json:"spec"`
+	// +optional
+	Status ConsumerStatus `json:"status,omitempty"`
+}
+
+// ConsumerList is a list of Consumers.
+// +kubebuilder:object:root=true
+type ConsumerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Consumer `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Consumer{}, &ConsumerList{})
+}

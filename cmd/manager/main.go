@@ -1,0 +1,173 @@
+// Command manager runs the hubflow operator: it reconciles Topic, Producer and Consumer
+// objects into NATS JetStream streams, durable consumers and bindings.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	hubflowv1alpha1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/natsconn"
+)
+
+// settings is everything the command line decides.
+type settings struct {
+	metricsAddr             string
+	metricsSecure           bool
+	probeAddr               string
+	leaderElect             bool
+	leaderElectionID        string
+	maxConcurrentReconciles int
+	// resyncInterval is how often a reconciled object is looked at again: JetStream sends
+	// no watch events, so drift on the server is only found by polling.
+	resyncInterval time.Duration
+	// lagInterval is how often consumer lag is read from JetStream.
+	lagInterval time.Duration
+	// kubeQPS and kubeBurst bound the manager's requests to the API server.
+	kubeQPS   float64
+	kubeBurst int
+	nats      natsconn.Options
+	zap       zap.Options
+}
+
+func main() {
+	s, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&s.zap)))
+	log := ctrl.Log.WithName("setup")
+	ctx := ctrl.SetupSignalHandler()
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "loading kubeconfig")
+		os.Exit(1)
+	}
+	if err := run(ctx, restConfig, s); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (settings, error) {
+	var s settings
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&s.metricsAddr, "metrics-bind-address", ":8080", `Address the metrics endpoint binds to; "0" disables it.`)
+	fs.BoolVar(&s.metricsSecure, "metrics-secure", false, "Serve metrics over HTTPS, allowing only callers the API server authorizes for GET /metrics.")
+	fs.StringVar(&s.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	fs.BoolVar(&s.leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles at a time.")
+	fs.StringVar(&s.leaderElectionID, "leader-election-id", "hubflow.hubflow.io", "Name of the Lease used for leader election.")
+	fs.IntVar(&s.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "Objects of one kind reconciled in parallel.")
+	fs.DurationVar(&s.resyncInterval, "resync-interval", 10*time.Minute, "Backstop: how often every object is compared with the NATS server even when no advisory reported a change.")
+	fs.DurationVar(&s.lagInterval, "lag-interval", 30*time.Second, `How often consumer lag is read (one listing request per stream); "0" disables it.`)
+	fs.Float64Var(&s.kubeQPS, "kube-api-qps", 100, "Requests per second the manager may send to the Kubernetes API server.")
+	fs.IntVar(&s.kubeBurst, "kube-api-burst", 200, "Burst of requests the manager may send to the Kubernetes API server.")
+	s.nats.BindFlags(fs)
+	s.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	var errs []error
+	if s.maxConcurrentReconciles < 1 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-reconciles: must be at least 1, got %d", s.maxConcurrentReconciles))
+	}
+	if s.resyncInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--resync-interval: must be positive, got %s", s.resyncInterval))
+	}
+	if s.lagInterval < 0 {
+		errs = append(errs, fmt.Errorf("--lag-interval: must not be negative, got %s", s.lagInterval))
+	}
+	if s.kubeQPS <= 0 || s.kubeBurst <= 0 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst: must be positive, got %v and %d", s.kubeQPS, s.kubeBurst))
+	}
+	errs = append(errs, s.nats.Validate())
+	return s, errors.Join(errs...)
+}
+
+// run sets the manager up, connects to NATS and blocks until ctx is canceled.
+func run(ctx context.Context, restConfig *rest.Config, s settings) error {
+	log := ctrl.Log.WithName("setup")
+
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), hubflowv1alpha1.AddToScheme(scheme)); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
+
+	metrics := metricsserver.Options{BindAddress: s.metricsAddr, SecureServing: s.metricsSecure}
+	if s.metricsSecure {
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+		// HTTP/1.1 only: HTTP/2 stream resets (CVE-2023-44487, CVE-2023-39325) are a cheap
+		// denial of service, and a metrics scrape gains nothing from HTTP/2.
+		metrics.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metrics,
+		HealthProbeBindAddress:        s.probeAddr,
+		LeaderElection:                s.leaderElect,
+		LeaderElectionID:              s.leaderElectionID,
+		LeaderElectionReleaseOnCancel: true, // the process exits right after the manager stops
+		Controller:                    config.Controller{MaxConcurrentReconciles: s.maxConcurrentReconciles},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	// One connection for the manager's whole life; it retries in the background while
+	// the hub is unreachable, and /readyz reports its state.
+	nc, err := s.nats.Connect(logr.NewContext(ctx, ctrl.Log))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("adding healthz check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("nats", natsconn.ReadyCheck(nc)); err != nil {
+		return fmt.Errorf("adding readyz check: %w", err)
+	}
+	if err := setupReconcilers(mgr, nc, s); err != nil {
+		return err
+	}
+
+	log.Info("starting manager", "nats", natsconn.RedactURL(s.nats.URL),
+		"leaderElection", s.leaderElect, "maxConcurrentReconciles", s.maxConcurrentReconciles,
+		"resyncInterval", s.resyncInterval)
+	return mgr.Start(ctx)
+}
+
+// setupReconcilers registers the Topic, Producer and Consumer reconcilers,
+// the advisory watch and the lag collector with mgr, all sharing nc.
+func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings) error {
+	return controllers.Setup(mgr, nc, controllers.Options{
+		ResyncInterval:          s.resyncInterval,
+		LagInterval:             s.lagInterval,
+		MaxConcurrentReconciles: s.maxConcurrentReconciles,
+	})
+}

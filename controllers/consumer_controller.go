@@ -1,0 +1,212 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/hub"
+	"github.com/hubflow/hubflow/internal/semantic"
+)
+
+// ConsumerReconciler makes a Consumer's durable pull consumer match its spec
+// and the semantic it resolves to on its Topic.
+type ConsumerReconciler struct {
+	reconciler
+}
+
+func (r *ConsumerReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigger <-chan event.GenericEvent) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&hubflowv1.Consumer{}).
+		Watches(&hubflowv1.Topic{},
+			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ConsumerList{}, consumerNames)),
+			builder.WithPredicates(topicChanged)).
+		// A producer's semantic bounds the consumers' effective semantic.
+		Watches(&hubflowv1.Producer{},
+			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ConsumerList{}, consumerNames)),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(trigger, &handler.EnqueueRequestForObject{})).
+		WithOptions(opts).
+		Named("consumer").
+		Complete(r)
+}
+
+func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var c hubflowv1.Consumer
+	if err := r.client.Get(ctx, req.NamespacedName, &c); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !c.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.delete(ctx, &c)
+	}
+	if err := ensureFinalizer(ctx, r.client, &c); err != nil {
+		return ctrl.Result{}, err
+	}
+	before := c.DeepCopy()
+	err := r.sync(ctx, &c)
+	if perr := patchStatus(ctx, r.client, &c, before, c.Status, before.Status); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.requeue(), nil
+}
+
+func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer) error {
+	conds := conditions{&c.Status.Conditions, c.Generation}
+	c.Status.ObservedGeneration = c.Generation
+	topic, ok, err := readyTopic(ctx, r.client, c.Namespace, c.Spec.TopicRef.Name, conds)
+	if !ok {
+		return err
+	}
+	sem, err := semantic.Resolve(semantic.TopicSemantic(topic), c.Spec.Semantic)
+	if err != nil {
+		return ruleFailure(conds, err)
+	}
+	desired, err := semantic.Consumer(topic, c, sem)
+	if err != nil {
+		return ruleFailure(conds, err)
+	}
+	stream := semantic.StreamName(topic.Namespace, topic.Name)
+	producers, _, err := registered(ctx, r.client, c.Namespace, topic.Name)
+	if err != nil {
+		return err
+	}
+	c.Status.Semantic = sem
+	c.Status.StreamName = stream
+	c.Status.DurableName = desired.Durable
+	c.Status.EffectiveSemantic = semantic.Effective(sem, producerSemantics(semantic.TopicSemantic(topic), producers))
+	c.Status.Undeliverable = semantic.Undeliverable(stream, desired)
+
+	observed, err := r.hub.Consumer(ctx, stream, desired.Durable)
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		return r.create(ctx, c, stream, desired, conds)
+	case err != nil:
+		return hubFailure(conds, err)
+	}
+	if owner := observed.Config.Metadata[semantic.OwnerKey]; owner != "" && owner != desired.Metadata[semantic.OwnerKey] {
+		conds.failed(false, ReasonOwnedElsewhere,
+			"durable %s on stream %s belongs to %s: choose another durableName", desired.Durable, stream, owner)
+		return nil
+	}
+	changes := semantic.ConsumerChanges(desired, observed.Config)
+	if immutable := changes.Immutable(); len(immutable) > 0 {
+		conds.failed(true, ReasonImmutableChange,
+			"JetStream cannot change %s of durable %s in place; it keeps serving with the server's settings. Recreate the Consumer (or declare its semantic) to apply it",
+			joinChanges(immutable), desired.Durable)
+		return nil
+	}
+	if len(changes) > 0 {
+		if _, err := r.hub.UpdateConsumer(ctx, stream, desired); err != nil {
+			return hubFailure(conds, err)
+		}
+		r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerUpdated", "Update",
+			"updated durable %s: %s", desired.Durable, joinChanges(changes))
+	}
+	conds.ready("durable %s reads stream %s as %s", desired.Durable, stream, sem)
+	return nil
+}
+
+func (r *ConsumerReconciler) create(ctx context.Context, c *hubflowv1.Consumer, stream string, desired jetstream.ConsumerConfig, conds conditions) error {
+	if _, err := r.hub.CreateConsumer(ctx, stream, desired); err != nil {
+		return hubFailure(conds, err)
+	}
+	if isReady(c.Status.Conditions) {
+		// Its acknowledgement state went with the old durable: depending on
+		// the deliver policy, messages are delivered again or skipped.
+		r.recorder.Eventf(c, nil, corev1.EventTypeWarning, "ConsumerRecreated", "Create",
+			"durable %s was deleted outside hubflow and has been recreated; its acknowledgement state is lost (deliverPolicy %s)",
+			desired.Durable, c.Spec.DeliverPolicy)
+	} else {
+		r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerCreated", "Create", "created durable %s on stream %s", desired.Durable, stream)
+	}
+	conds.ready("durable %s reads stream %s as %s", desired.Durable, stream, c.Status.Semantic)
+	return nil
+}
+
+// delete removes the durable consumer. Its acknowledgement state is
+// consumer state, not data: the messages stay in the Topic's stream.
+func (r *ConsumerReconciler) delete(ctx context.Context, c *hubflowv1.Consumer) error {
+	if !controllerutil.ContainsFinalizer(c, finalizer) {
+		return nil
+	}
+	if c.Status.StreamName != "" && c.Status.DurableName != "" {
+		if err := r.hub.DeleteConsumer(ctx, c.Status.StreamName, c.Status.DurableName); err != nil {
+			before := c.DeepCopy()
+			hubFailure(conditions{&c.Status.Conditions, c.Generation}, err)
+			return errors.Join(err, patchStatus(ctx, r.client, c, before, c.Status, before.Status))
+		}
+		r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerDeleted", "Delete",
+			"deleted durable %s; the messages stay in stream %s", c.Status.DurableName, c.Status.StreamName)
+	}
+	return removeFinalizer(ctx, r.client, c)
+}
+
+// readyTopic reads the Topic a Producer or Consumer names. When it is
+// missing, going away or not ready, the conditions say so and ok is false;
+// a watch on Topics wakes the object again, so no retry is needed.
+func readyTopic(ctx context.Context, c client.Reader, namespace, name string, conds conditions) (*hubflowv1.Topic, bool, error) {
+	var topic hubflowv1.Topic
+	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &topic)
+	switch {
+	case apierrors.IsNotFound(err):
+		conds.failed(false, ReasonTopicNotFound, "Topic %s does not exist in namespace %s; waiting for it", name, namespace)
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	case !topic.DeletionTimestamp.IsZero():
+		conds.failed(false, ReasonTopicNotReady, "Topic %s is being deleted", name)
+		return nil, false, nil
+	case !isReady(topic.Status.Conditions):
+		conds.failed(false, ReasonTopicNotReady, "Topic %s is not ready yet; waiting for it", name)
+		return nil, false, nil
+	}
+	return &topic, true, nil
+}
+
+// ruleFailure reports a spec that cannot work with its Topic. Retrying does
+// not help; a change to either object wakes the reconciler again.
+func ruleFailure(conds conditions, err error) error {
+	var rule *semantic.RuleError
+	if !errors.As(err, &rule) {
+		return err
+	}
+	conds.failed(false, rule.Reason, "%s", rule.Error())
+	return nil
+}
+
+// topicChanged lets through the Topic updates its Producers and Consumers
+// depend on: a spec change, readiness, or a recreated stream. Registry and
+// other status updates are not among them.
+var topicChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		oldT, ok1 := e.ObjectOld.(*hubflowv1.Topic)
+		newT, ok2 := e.ObjectNew.(*hubflowv1.Topic)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return oldT.Generation != newT.Generation ||
+			isReady(oldT.Status.Conditions) != isReady(newT.Status.Conditions) ||
+			!newT.DeletionTimestamp.Equal(oldT.DeletionTimestamp) ||
+			!equality.Semantic.DeepEqual(
+				meta.FindStatusCondition(oldT.Status.Conditions, ConditionStreamRecreated),
+				meta.FindStatusCondition(newT.Status.Conditions, ConditionStreamRecreated))
+	},
+}

@@ -1,0 +1,96 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/hubflow/hubflow/internal/hub"
+)
+
+// Options tune all three reconcilers.
+type Options struct {
+	// ResyncInterval is the backstop: how often an object is compared with
+	// the server even when no event says it changed. Advisories repair
+	// deletions and stream edits within seconds; this catches what they miss
+	// (consumer edits, advisories lost while disconnected).
+	ResyncInterval time.Duration
+	// LagInterval is how often consumer lag is collected; 0 disables it.
+	LagInterval time.Duration
+	// MaxConcurrentReconciles per kind.
+	MaxConcurrentReconciles int
+}
+
+// Setup registers the Topic, Producer and Consumer reconcilers, the
+// advisory watch that repairs out-of-band changes, and the lag collector.
+// nc is the manager's one long-lived NATS connection.
+func Setup(mgr ctrl.Manager, nc *nats.Conn, opts Options) error {
+	js, err := hub.New(nc)
+	if err != nil {
+		return err
+	}
+	return SetupWithClient(mgr, nc, js, opts)
+}
+
+// SetupWithClient is Setup with an explicit hub client (tests count its calls).
+func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Options) error {
+	if opts.ResyncInterval <= 0 {
+		return errors.New("controllers: ResyncInterval must be positive")
+	}
+	if err := addIndexes(context.Background(), mgr); err != nil {
+		return err
+	}
+	triggers := newTriggers()
+	base := reconciler{
+		client:   mgr.GetClient(),
+		hub:      js,
+		recorder: mgr.GetEventRecorder("hubflow"),
+		resync:   opts.ResyncInterval,
+	}
+	copts := controller.Options{
+		MaxConcurrentReconciles: max(opts.MaxConcurrentReconciles, 1),
+		// A failing reconcile retries quickly at first and at most every two
+		// minutes, so a hub that comes back is noticed soon.
+		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 2*time.Minute),
+	}
+	if err := (&TopicReconciler{reconciler: base}).setup(mgr, copts, triggers.topics); err != nil {
+		return err
+	}
+	if err := (&ConsumerReconciler{reconciler: base}).setup(mgr, copts, triggers.consumers); err != nil {
+		return err
+	}
+	if err := (&ProducerReconciler{reconciler: base}).setup(mgr, copts, triggers.producers); err != nil {
+		return err
+	}
+	if err := mgr.Add(&advisoryWatch{nc: nc, client: mgr.GetClient(), triggers: triggers}); err != nil {
+		return err
+	}
+	if opts.LagInterval > 0 {
+		return mgr.Add(&lagCollector{client: mgr.GetClient(), hub: js, interval: opts.LagInterval, repair: triggers.consumers})
+	}
+	return nil
+}
+
+// reconciler is what the three reconcilers share.
+type reconciler struct {
+	client   client.Client
+	hub      hub.Client
+	recorder events.EventRecorder
+	resync   time.Duration
+}
+
+// requeue schedules the backstop resync with ±10% jitter, so objects
+// created together do not all resync in the same second.
+func (r reconciler) requeue() ctrl.Result {
+	jitter := time.Duration(rand.Int64N(int64(r.resync)/5+1)) - r.resync/10
+	return ctrl.Result{RequeueAfter: r.resync + jitter}
+}

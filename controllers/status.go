@@ -1,0 +1,90 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+)
+
+// Condition reasons. Each names a state a user can act on.
+const (
+	ReasonReady               = "Ready"
+	ReasonReconciled          = "Reconciled"
+	ReasonHubUnreachable      = "HubUnreachable"
+	ReasonHubRejected         = "HubRejected"
+	ReasonImmutableChange     = "ImmutableChange"
+	ReasonOwnedElsewhere      = "OwnedElsewhere"
+	ReasonTopicNotFound       = "TopicNotFound"
+	ReasonTopicNotReady       = "TopicNotReady"
+	ReasonReplicasNeedCluster = "ReplicasNeedCluster"
+	ReasonSubjectsOverlap     = "SubjectsOverlap"
+	ReasonDeleting            = "Deleting"
+	ReasonStreamRecreated     = "StreamRecreatedEmpty"
+)
+
+// ConditionStreamRecreated is True once a Topic's stream was found deleted
+// behind hubflow's back and recreated empty: the messages it held are lost,
+// and someone should know. It stays until the Topic is recreated.
+const ConditionStreamRecreated = "StreamRecreated"
+
+// finalizer guards the JetStream object (stream or durable consumer) an
+// object owns, so deleting the object can clean it up first.
+const finalizer = "hubflow.io/jetstream"
+
+// conditions sets Ready and Synced for one reconcile outcome.
+type conditions struct {
+	list       *[]metav1.Condition
+	generation int64
+}
+
+func (c conditions) set(typ string, ok bool, reason, format string, args ...any) {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(c.list, metav1.Condition{
+		Type: typ, Status: status, Reason: reason,
+		Message: fmt.Sprintf(format, args...), ObservedGeneration: c.generation,
+	})
+}
+
+// ready marks the object usable and its last reconcile successful.
+func (c conditions) ready(message string, args ...any) {
+	c.set(hubflowv1.ConditionReady, true, ReasonReady, message, args...)
+	c.set(hubflowv1.ConditionSynced, true, ReasonReconciled, "the spec is applied")
+}
+
+// failed marks the last reconcile failed; ready says whether the broker
+// object is still usable despite that.
+func (c conditions) failed(ready bool, reason, message string, args ...any) {
+	c.set(hubflowv1.ConditionSynced, false, reason, message, args...)
+	if ready {
+		c.set(hubflowv1.ConditionReady, true, ReasonReady, "usable, but not as declared: see the Synced condition")
+		return
+	}
+	c.set(hubflowv1.ConditionReady, false, reason, message, args...)
+}
+
+func isReady(conds []metav1.Condition) bool {
+	return meta.IsStatusConditionTrue(conds, hubflowv1.ConditionReady)
+}
+
+// patchStatus writes obj's status when it differs from before's: one write
+// per reconcile at most, none when nothing changed (an idle hub makes no
+// API-server writes). A merge patch needs no resourceVersion, so a
+// concurrent spec edit does not make it fail.
+func patchStatus(ctx context.Context, c client.Client, obj, before client.Object, status, beforeStatus any) error {
+	if equality.Semantic.DeepEqual(status, beforeStatus) {
+		return nil
+	}
+	if err := c.Status().Patch(ctx, obj, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("writing status: %w", err)
+	}
+	return nil
+}

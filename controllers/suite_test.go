@@ -1,0 +1,210 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/testenv"
+	"github.com/hubflow/hubflow/internal/testhub"
+	"github.com/hubflow/hubflow/internal/testnats"
+)
+
+// The suite runs the real manager against a real kube-apiserver (envtest)
+// and a real in-process nats-server, and observes it only from outside: the
+// Kubernetes API and an independent JetStream client.
+var (
+	k8s     client.Client
+	hubNATS *testnats.Server
+	js      jetstream.JetStream // the test's own view of the hub
+	ctx     = context.Background()
+	nsSeq   atomic.Int32
+)
+
+const (
+	testResync = time.Hour // long, so healing in the tests is due to advisories and the lag collector
+	testLag    = 500 * time.Millisecond
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	env, err := testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer env.Stop()
+	k8s = env.Client
+
+	dir, _ := os.MkdirTemp("", "hubflow-controllers-")
+	defer os.RemoveAll(dir)
+	if hubNATS, err = testnats.Start(dir, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { hubNATS.Stop() }()
+
+	own, err := nats.Connect(hubNATS.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer own.Close()
+	js, _ = jetstream.New(own)
+
+	mgr, err := testhub.Start(env.Config, env.Scheme, hubNATS.URL(),
+		controllers.Options{ResyncInterval: testResync, LagInterval: testLag, MaxConcurrentReconciles: 4})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer mgr.Stop()
+	return m.Run()
+}
+
+func zapLevel() zapcore.Level {
+	if os.Getenv("HUBFLOW_TEST_LOG") != "" {
+		return -1
+	}
+	return 2 // errors only
+}
+
+// namespace creates a fresh namespace for one test.
+func namespace(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d-%s", nsSeq.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.TrimRight(name, "-")
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// eventually polls check until it returns nil or the timeout passes. It
+// waits for a state, it does not assert a duration.
+func eventually(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still not true after %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const wait = 20 * time.Second
+
+// condition waits until obj's condition typ has the status and reason.
+func condition(t *testing.T, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
+	t.Helper()
+	var got metav1.Condition
+	eventually(t, wait, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(conditionsOf(obj), typ)
+		if c == nil {
+			return fmt.Errorf("no %s condition yet", typ)
+		}
+		got = *c
+		if c.Status != status || (reason != "" && c.Reason != reason) {
+			return fmt.Errorf("%s is %s/%s: %s", typ, c.Status, c.Reason, c.Message)
+		}
+		if c.ObservedGeneration != obj.GetGeneration() {
+			return fmt.Errorf("%s describes generation %d, object is at %d", typ, c.ObservedGeneration, obj.GetGeneration())
+		}
+		return nil
+	})
+	return got
+}
+
+func ready(t *testing.T, obj client.Object) {
+	t.Helper()
+	condition(t, obj, hubflowv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonReady)
+}
+
+func conditionsOf(obj client.Object) []metav1.Condition {
+	switch o := obj.(type) {
+	case *hubflowv1.Topic:
+		return o.Status.Conditions
+	case *hubflowv1.Producer:
+		return o.Status.Conditions
+	case *hubflowv1.Consumer:
+		return o.Status.Conditions
+	}
+	return nil
+}
+
+// eventFor waits for an event with reason about obj.
+func eventFor(t *testing.T, obj client.Object, reason string) eventsv1.Event {
+	t.Helper()
+	var found eventsv1.Event
+	eventually(t, wait, func() error {
+		var list eventsv1.EventList
+		if err := k8s.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == obj.GetName() && e.Reason == reason {
+				found = e
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event for %s among %d events", reason, obj.GetName(), len(list.Items))
+	})
+	return found
+}
+
+func create(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatalf("create %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}
+
+func newTopic(ns, name string, sem hubflowv1.DeliverySemantic) *hubflowv1.Topic {
+	return &hubflowv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: hubflowv1.TopicSpec{Semantic: sem}}
+}
+
+func newConsumer(ns, name, topic string) *hubflowv1.Consumer {
+	return &hubflowv1.Consumer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: topic}}}
+}
+
+func newProducer(ns, name, topic string) *hubflowv1.Producer {
+	return &hubflowv1.Producer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: hubflowv1.ProducerSpec{TopicRef: hubflowv1.TopicReference{Name: topic}}}
+}
+
+func semPtr(s hubflowv1.DeliverySemantic) *hubflowv1.DeliverySemantic { return &s }

@@ -1,0 +1,238 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/hub"
+	"github.com/hubflow/hubflow/internal/semantic"
+)
+
+// TopicReconciler makes a Topic's stream match its spec and reports who is
+// registered with it.
+type TopicReconciler struct {
+	reconciler
+}
+
+func (r *TopicReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigger <-chan event.GenericEvent) error {
+	// Registrations matter when they appear, go, or change their spec; their
+	// status writes (lag, conditions) do not concern the Topic.
+	registrations := builder.WithPredicates(predicate.GenerationChangedPredicate{})
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&hubflowv1.Topic{}).
+		Watches(&hubflowv1.Producer{}, handler.EnqueueRequestsFromMapFunc(topicOf), registrations).
+		Watches(&hubflowv1.Consumer{}, handler.EnqueueRequestsFromMapFunc(topicOf), registrations).
+		WatchesRawSource(source.Channel(trigger, &handler.EnqueueRequestForObject{})).
+		WithOptions(opts).
+		Named("topic").
+		Complete(r)
+}
+
+func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var topic hubflowv1.Topic
+	if err := r.client.Get(ctx, req.NamespacedName, &topic); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !topic.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.delete(ctx, &topic)
+	}
+	if err := ensureFinalizer(ctx, r.client, &topic); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	before := topic.DeepCopy()
+	err := r.sync(ctx, &topic)
+	if perr := patchStatus(ctx, r.client, &topic, before, topic.Status, before.Status); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.requeue(), nil
+}
+
+// sync brings the stream in line and fills in the status; it returns an
+// error only for what a retry may fix.
+func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) error {
+	conds := conditions{&topic.Status.Conditions, topic.Generation}
+	desired := semantic.Stream(topic)
+	topic.Status.ObservedGeneration = topic.Generation
+	topic.Status.StreamName = desired.Name
+	topic.Status.Subjects = desired.Subjects
+	if err := r.register(ctx, topic); err != nil {
+		return err
+	}
+
+	observed, err := r.hub.Stream(ctx, desired.Name)
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		return r.create(ctx, topic, desired, conds)
+	case err != nil:
+		return hubFailure(conds, err)
+	}
+
+	if owner := observed.Config.Metadata[semantic.OwnerKey]; owner != "" && owner != desired.Metadata[semantic.OwnerKey] {
+		conds.failed(false, ReasonOwnedElsewhere,
+			"stream %s belongs to %s; hubflow will not take it over: rename or delete one of them", desired.Name, owner)
+		return nil
+	}
+	changes := semantic.StreamChanges(desired, observed.Config)
+	if immutable := changes.Immutable(); len(immutable) > 0 {
+		// Deleting and recreating the stream would apply it, and lose every
+		// message: that is the user's call, never the operator's.
+		conds.failed(true, ReasonImmutableChange,
+			"JetStream cannot change %s of stream %s in place; the stream keeps serving with the server's settings. Recreate the Topic to apply it",
+			joinChanges(immutable), desired.Name)
+		return nil
+	}
+	if len(changes) > 0 {
+		if _, err := r.hub.UpdateStream(ctx, desired); err != nil {
+			return hubFailure(conds, err)
+		}
+		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamUpdated", "Update",
+			"updated stream %s: %s", desired.Name, joinChanges(changes))
+	}
+	conds.ready("stream %s serves %s", desired.Name, strings.Join(desired.Subjects, ", "))
+	return nil
+}
+
+func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, desired jetstream.StreamConfig, conds conditions) error {
+	if _, err := r.hub.CreateStream(ctx, desired); err != nil {
+		return hubFailure(conds, err)
+	}
+	if isReady(topic.Status.Conditions) || meta.FindStatusCondition(topic.Status.Conditions, ConditionStreamRecreated) != nil {
+		// The stream existed and was deleted behind hubflow's back: its
+		// messages are gone. Recreating it restores the flow, not the data.
+		// The time makes every recreation a status change, which wakes the
+		// Topic's consumers to recreate their durables.
+		conds.set(ConditionStreamRecreated, true, ReasonStreamRecreated,
+			"stream %s was deleted outside hubflow and recreated empty at %s; the messages it held are lost",
+			desired.Name, time.Now().UTC().Format(time.RFC3339))
+		r.recorder.Eventf(topic, nil, corev1.EventTypeWarning, ReasonStreamRecreated, "Create",
+			"stream %s was deleted outside hubflow and has been recreated empty: its messages are lost", desired.Name)
+	} else {
+		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamCreated", "Create", "created stream %s", desired.Name)
+	}
+	conds.ready("stream %s serves %s", desired.Name, strings.Join(desired.Subjects, ", "))
+	return nil
+}
+
+// register fills in the hub registry view: who publishes and reads through
+// this Topic, and the end-to-end semantic its consumers can get.
+func (r *TopicReconciler) register(ctx context.Context, topic *hubflowv1.Topic) error {
+	producers, consumers, err := registered(ctx, r.client, topic.Namespace, topic.Name)
+	if err != nil {
+		return err
+	}
+	var pNames, cNames []string
+	for _, p := range producers {
+		pNames = append(pNames, p.Name)
+	}
+	for _, c := range consumers {
+		cNames = append(cNames, c.Name)
+	}
+	topic.Status.Producers = registrations(pNames)
+	topic.Status.Consumers = registrations(cNames)
+	topicSem := semantic.TopicSemantic(topic)
+	topic.Status.EffectiveSemantic = semantic.Effective(topicSem, producerSemantics(topicSem, producers))
+	return nil
+}
+
+func registrations(names []string) *hubflowv1.Registrations {
+	slices.Sort(names)
+	return &hubflowv1.Registrations{
+		Count: int32(len(names)),
+		Names: names[:min(len(names), hubflowv1.MaxRegisteredNames)],
+	}
+}
+
+// delete honours the deletion policy: Retain keeps the stream and its
+// messages (and says so), Delete removes them.
+func (r *TopicReconciler) delete(ctx context.Context, topic *hubflowv1.Topic) error {
+	if !controllerutil.ContainsFinalizer(topic, finalizer) {
+		return nil
+	}
+	stream := semantic.StreamName(topic.Namespace, topic.Name)
+	if topic.Spec.DeletionPolicy == hubflowv1.DeleteOnDelete {
+		if err := r.hub.DeleteStream(ctx, stream); err != nil {
+			before := topic.DeepCopy()
+			hubFailure(conditions{&topic.Status.Conditions, topic.Generation}, err)
+			return errors.Join(err, patchStatus(ctx, r.client, topic, before, topic.Status, before.Status))
+		}
+		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamDeleted", "Delete",
+			"deleted stream %s and its messages (deletionPolicy Delete)", stream)
+	} else {
+		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamRetained", "Delete",
+			"kept stream %s and its messages (deletionPolicy Retain); delete it with the nats CLI when no longer needed", stream)
+	}
+	return removeFinalizer(ctx, r.client, topic)
+}
+
+// hubFailure records a failed JetStream call in the conditions and returns
+// the error for a retry. A refusal by the server leaves an existing stream
+// usable; an unreachable hub makes nothing usable.
+func hubFailure(conds conditions, err error) error {
+	if errors.Is(err, hub.ErrUnreachable) {
+		conds.failed(false, ReasonHubUnreachable, "cannot reach NATS JetStream: %v; retrying", err)
+		return err
+	}
+	reason := ReasonHubRejected
+	if code, ok := hub.APICode(err); ok {
+		switch code {
+		case hub.CodeReplicasNotSupported:
+			reason = ReasonReplicasNeedCluster
+		case hub.CodeSubjectOverlap:
+			reason = ReasonSubjectsOverlap
+		}
+	}
+	conds.failed(false, reason, "NATS JetStream refused: %v", err)
+	return err
+}
+
+func joinChanges(cs semantic.Changes) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
+	if controllerutil.ContainsFinalizer(obj, finalizer) {
+		return nil
+	}
+	before := obj.DeepCopyObject().(client.Object)
+	controllerutil.AddFinalizer(obj, finalizer)
+	if err := c.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("adding finalizer: %w", err)
+	}
+	return nil
+}
+
+func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
+	before := obj.DeepCopyObject().(client.Object)
+	controllerutil.RemoveFinalizer(obj, finalizer)
+	if err := c.Patch(ctx, obj, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing finalizer: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+// Package hub is hubflow's only door to JetStream: the few stream and
+// consumer calls the controllers make, errors classified by JetStream error
+// code, and the advisories that report changes made behind hubflow's back.
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotFound is returned for a stream or consumer that does not exist.
+var ErrNotFound = errors.New("not found on the hub")
+
+// ErrUnreachable wraps failures to reach JetStream at all: the connection is
+// down, or no server answers the API. The desired state is kept and the
+// request is retried when the connection returns.
+var ErrUnreachable = errors.New("NATS JetStream is unreachable")
+
+// Client is the JetStream surface the controllers use.
+type Client interface {
+	Stream(ctx context.Context, name string) (*jetstream.StreamInfo, error)
+	CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error)
+	UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error)
+	DeleteStream(ctx context.Context, name string) error
+	Consumer(ctx context.Context, stream, durable string) (*jetstream.ConsumerInfo, error)
+	CreateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error)
+	UpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error)
+	DeleteConsumer(ctx context.Context, stream, durable string) error
+	ListConsumers(ctx context.Context, stream string) ([]*jetstream.ConsumerInfo, error)
+}
+
+// JetStream implements Client on one long-lived NATS connection.
+type JetStream struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+var _ Client = (*JetStream)(nil)
+
+// New wraps a connection. It makes no request: the connection may still be
+// establishing itself.
+func New(nc *nats.Conn) (*JetStream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream context: %w", err)
+	}
+	return &JetStream{nc: nc, js: js}, nil
+}
+
+func (h *JetStream) Stream(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
+	s, err := h.js.Stream(ctx, name)
+	if err != nil {
+		return nil, classify("read stream "+name, err)
+	}
+	return s.CachedInfo(), nil
+}
+
+func (h *JetStream) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+	s, err := h.js.CreateStream(ctx, cfg)
+	if err != nil {
+		return nil, classify("create stream "+cfg.Name, err)
+	}
+	return s.CachedInfo(), nil
+}
+
+func (h *JetStream) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+	s, err := h.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, classify("update stream "+cfg.Name, err)
+	}
+	return s.CachedInfo(), nil
+}
+
+// DeleteStream deletes a stream and every message in it; a missing stream is
+// already deleted.
+func (h *JetStream) DeleteStream(ctx context.Context, name string) error {
+	err := classify("delete stream "+name, h.js.DeleteStream(ctx, name))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (h *JetStream) Consumer(ctx context.Context, stream, durable string) (*jetstream.ConsumerInfo, error) {
+	c, err := h.js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return nil, classify("read consumer "+stream+"/"+durable, err)
+	}
+	return c.CachedInfo(), nil
+}
+
+func (h *JetStream) CreateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
+	c, err := h.js.CreateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, classify("create consumer "+stream+"/"+cfg.Durable, err)
+	}
+	return c.CachedInfo(), nil
+}
+
+func (h *JetStream) UpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
+	c, err := h.js.UpdateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, classify("update consumer "+stream+"/"+cfg.Durable, err)
+	}
+	return c.CachedInfo(), nil
+}
+
+// DeleteConsumer deletes a durable consumer; a missing one (or a missing
+// stream) is already deleted.
+func (h *JetStream) DeleteConsumer(ctx context.Context, stream, durable string) error {
+	err := classify("delete consumer "+stream+"/"+durable, h.js.DeleteConsumer(ctx, stream, durable))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// ListConsumers reads every consumer of a stream with the server's paged
+// listing: one request per 256 consumers, and no stream lookup first (the
+// jetstream package's lister needs one), which keeps lag collection at one
+// request per stream.
+func (h *JetStream) ListConsumers(ctx context.Context, stream string) ([]*jetstream.ConsumerInfo, error) {
+	var out []*jetstream.ConsumerInfo
+	for {
+		req, _ := json.Marshal(map[string]int{"offset": len(out)})
+		msg, err := h.nc.RequestWithContext(ctx, "$JS.API.CONSUMER.LIST."+stream, req)
+		if err != nil {
+			return nil, classify("list consumers of "+stream, err)
+		}
+		var page struct {
+			Total     int                       `json:"total"`
+			Consumers []*jetstream.ConsumerInfo `json:"consumers"`
+			Error     *jetstream.APIError       `json:"error"`
+		}
+		if err := json.Unmarshal(msg.Data, &page); err != nil {
+			return nil, fmt.Errorf("list consumers of %s: decoding the reply: %w", stream, err)
+		}
+		if page.Error != nil {
+			if page.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound {
+				return nil, fmt.Errorf("list consumers of %s: %w: %w", stream, ErrNotFound, page.Error)
+			}
+			return nil, fmt.Errorf("list consumers of %s: %w", stream, page.Error)
+		}
+		out = append(out, page.Consumers...)
+		if len(page.Consumers) == 0 || len(out) >= page.Total {
+			return out, nil
+		}
+	}
+}
+
+// classify wraps err so callers can match it with errors.Is (ErrNotFound,
+// ErrUnreachable) or errors.As (*jetstream.APIError, for its code).
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("%s: %w: %w", op, ErrNotFound, err)
+	}
+	if unreachable(err) {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnreachable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func unreachable(err error) bool {
+	for _, e := range []error{
+		nats.ErrNoResponders, nats.ErrTimeout, nats.ErrConnectionClosed, nats.ErrConnectionDraining,
+		nats.ErrConnectionReconnecting, nats.ErrDisconnected, jetstream.ErrJetStreamNotEnabled,
+		jetstream.ErrJetStreamNotEnabledForAccount, context.DeadlineExceeded,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// APICode is the JetStream API error code carried by err, if any.
+func APICode(err error) (jetstream.ErrorCode, bool) {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode, true
+	}
+	return 0, false
+}
+
+// JetStream API error codes hubflow acts on that nats.go has no names for
+// (from the server's error table).
+const (
+	// CodeConsumerCreate: the server refused a consumer's config or change.
+	CodeConsumerCreate jetstream.ErrorCode = 10012
+	// CodeStreamInvalidConfig: the server refused a stream's config or change.
+	CodeStreamInvalidConfig jetstream.ErrorCode = 10052
+	// CodeSubjectOverlap: another stream already captures these subjects.
+	CodeSubjectOverlap jetstream.ErrorCode = 10065
+	// CodeReplicasNotSupported: replicas > 1 on a server that is not clustered.
+	CodeReplicasNotSupported jetstream.ErrorCode = 10074
+)

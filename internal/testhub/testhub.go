@@ -1,0 +1,58 @@
+// Package testhub runs the hubflow manager in-process the way cmd/manager
+// does, against a given API server and NATS URL: for the controller suites,
+// the benchmarks and the local demo.
+package testhub
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/natsconn"
+)
+
+// Manager is a running hubflow manager.
+type Manager struct {
+	NATS   *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start connects to natsURL and runs the manager until Stop.
+func Start(cfg *rest.Config, scheme *runtime.Scheme, natsURL string, opts controllers.Options) (*Manager, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	conn := natsconn.Options{URL: natsURL, Name: "hubflow-manager", ReconnectWait: 100 * time.Millisecond}
+	nc, err := conn.Connect(logr.NewContext(ctx, ctrl.Log))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err == nil {
+		err = controllers.Setup(mgr, nc, opts)
+	}
+	if err != nil {
+		cancel()
+		nc.Close()
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	m := &Manager{NATS: nc, cancel: cancel, done: make(chan error, 1)}
+	go func() { m.done <- mgr.Start(ctx) }()
+	return m, nil
+}
+
+// Stop stops the manager and closes its connection.
+func (m *Manager) Stop() error {
+	m.cancel()
+	err := <-m.done
+	m.NATS.Close()
+	return err
+}

@@ -1,0 +1,179 @@
+// Package testnats runs real nats-servers in-process for tests, benchmarks
+// and the local demo: a single JetStream server, or a three-node JetStream
+// cluster on loopback, each restartable on the same ports and storage so a
+// test can cut the hub off and bring it back.
+package testnats
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Server is one JetStream-enabled nats-server.
+type Server struct {
+	opts *server.Options
+	srv  *server.Server
+}
+
+// Start runs a JetStream server on 127.0.0.1 with its store in dir. port 0
+// picks a free one, kept across Restart.
+func Start(dir string, port int) (*Server, error) {
+	if port == 0 {
+		var err error
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{opts: &server.Options{
+		ServerName: fmt.Sprintf("hub-%d", port),
+		Host:       "127.0.0.1", Port: port,
+		JetStream: true, StoreDir: dir,
+		NoSigs: true, NoLog: true,
+		// Monitoring, so benchmarks can read the server's own counters.
+		HTTPHost: "127.0.0.1", HTTPPort: -1,
+	}}
+	return s, s.start()
+}
+
+func (s *Server) start() error {
+	srv, err := server.NewServer(s.opts)
+	if err != nil {
+		return fmt.Errorf("nats-server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		srv.Shutdown()
+		return errors.New("nats-server did not become ready in 20s")
+	}
+	s.srv = srv
+	return nil
+}
+
+// URL is the client URL.
+func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port) }
+
+// MonitorURL is the server's HTTP monitoring endpoint (/varz, /jsz).
+func (s *Server) MonitorURL() string {
+	return "http://" + s.srv.MonitorAddr().String()
+}
+
+// Stop shuts the server down; its store stays for Restart.
+func (s *Server) Stop() {
+	if s.srv != nil {
+		s.srv.Shutdown()
+		s.srv.WaitForShutdown()
+		s.srv = nil
+	}
+}
+
+// Restart starts the server again on the same port and store.
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.start()
+}
+
+// Server returns the running server, for its statistics.
+func (s *Server) Server() *server.Server { return s.srv }
+
+// Cluster is three JetStream servers clustered on loopback.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster runs a three-node JetStream cluster with stores under dir.
+func StartCluster(dir string) (*Cluster, error) {
+	const size = 3
+	clientPorts, clusterPorts := make([]int, size), make([]int, size)
+	for i := range size {
+		var err error
+		if clientPorts[i], err = FreePort(); err != nil {
+			return nil, err
+		}
+		if clusterPorts[i], err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	routes := make([]string, size)
+	for i, p := range clusterPorts {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
+	}
+	c := &Cluster{}
+	for i := range size {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("hub-%d", i),
+			Host:       "127.0.0.1", Port: clientPorts[i],
+			JetStream: true, StoreDir: filepath.Join(dir, fmt.Sprint(i)),
+			NoSigs: true, NoLog: true,
+			HTTPHost: "127.0.0.1", HTTPPort: -1,
+			Cluster: server.ClusterOpts{Name: "hub", Host: "127.0.0.1", Port: clusterPorts[i]},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("nats-server %d: %w", i, err)
+		}
+		go srv.Start()
+		c.Nodes = append(c.Nodes, &Server{opts: opts, srv: srv})
+	}
+	for i, n := range c.Nodes {
+		if !n.srv.ReadyForConnections(20 * time.Second) {
+			c.Stop()
+			return nil, fmt.Errorf("nats-server %d did not become ready", i)
+		}
+	}
+	// JetStream is usable once the cluster has elected a meta leader.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range c.Nodes {
+			if n.srv.JetStreamIsLeader() {
+				return c, nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.Stop()
+	return nil, errors.New("JetStream cluster elected no meta leader in 20s")
+}
+
+// URL lists every node, so a client fails over between them.
+func (c *Cluster) URL() string {
+	urls := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		urls[i] = n.URL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Stop shuts every node down.
+func (c *Cluster) Stop() {
+	for _, n := range c.Nodes {
+		n.Stop()
+	}
+}
+
+// FreePort asks the kernel for a free loopback port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// APIRequests is the server's own count of JetStream API requests served,
+// as its monitoring endpoint (/jsz) reports it.
+func (s *Server) APIRequests() (uint64, error) {
+	info, err := s.srv.Jsz(nil)
+	if err != nil {
+		return 0, err
+	}
+	return info.API.Total, nil
+}
