@@ -69,8 +69,7 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 }
 
 func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer) error {
-	conds := conditions{&c.Status.Conditions, c.Generation}
-	c.Status.ObservedGeneration = c.Generation
+	conds := newConditions(&c.Status.CommonStatus, c.Generation)
 	topic, ok, err := readyTopic(ctx, r.client, c.Namespace, c.Spec.TopicRef.Name, conds)
 	if !ok {
 		return err
@@ -114,20 +113,29 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer) er
 		return nil
 	}
 	if len(changes) > 0 {
-		if _, err := r.hub.UpdateConsumer(ctx, stream, desired); err != nil {
+		if observed, err = r.hub.UpdateConsumer(ctx, stream, desired); err != nil {
 			return hubFailure(conds, err)
 		}
 		r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerUpdated", "Update",
 			"updated durable %s: %s", desired.Durable, joinChanges(changes))
 	}
+	c.Status.Lag = lagOf(observed)
 	conds.ready("durable %s reads stream %s as %s", desired.Durable, stream, sem)
 	return nil
 }
 
 func (r *ConsumerReconciler) create(ctx context.Context, c *hubflowv1.Consumer, stream string, desired jetstream.ConsumerConfig, conds conditions) error {
-	if _, err := r.hub.CreateConsumer(ctx, stream, desired); err != nil {
+	info, err := r.hub.CreateConsumer(ctx, stream, desired)
+	if errors.Is(err, hub.ErrNotFound) {
+		// The stream went away behind hubflow's back; the Topic recreates
+		// it, and that (or the observer) wakes this consumer again.
+		conds.failed(false, ReasonTopicNotReady, "stream %s is missing; waiting for Topic %s to recreate it", stream, c.Spec.TopicRef.Name)
+		return nil
+	}
+	if err != nil {
 		return hubFailure(conds, err)
 	}
+	c.Status.Lag = lagOf(info)
 	if isReady(c.Status.Conditions) {
 		// Its acknowledgement state went with the old durable: depending on
 		// the deliver policy, messages are delivered again or skipped.
@@ -150,7 +158,7 @@ func (r *ConsumerReconciler) delete(ctx context.Context, c *hubflowv1.Consumer) 
 	if c.Status.StreamName != "" && c.Status.DurableName != "" {
 		if err := r.hub.DeleteConsumer(ctx, c.Status.StreamName, c.Status.DurableName); err != nil {
 			before := c.DeepCopy()
-			hubFailure(conditions{&c.Status.Conditions, c.Generation}, err)
+			hubFailure(newConditions(&c.Status.CommonStatus, c.Generation), err)
 			return errors.Join(err, patchStatus(ctx, r.client, c, before, c.Status, before.Status))
 		}
 		r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerDeleted", "Delete",
@@ -174,8 +182,14 @@ func readyTopic(ctx context.Context, c client.Reader, namespace, name string, co
 	case !topic.DeletionTimestamp.IsZero():
 		conds.failed(false, ReasonTopicNotReady, "Topic %s is being deleted", name)
 		return nil, false, nil
+	case meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionReady) == nil:
+		// Created moments ago and not reconciled yet, as when a whole flow is
+		// applied at once: wait for it without a status write, which would
+		// only say "not yet" for a few milliseconds.
+		return nil, false, nil
 	case !isReady(topic.Status.Conditions):
-		conds.failed(false, ReasonTopicNotReady, "Topic %s is not ready yet; waiting for it", name)
+		conds.failed(false, ReasonTopicNotReady, "Topic %s is not ready: %s", name,
+			meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionReady).Message)
 		return nil, false, nil
 	}
 	return &topic, true, nil

@@ -53,8 +53,7 @@ func (r *ProducerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 }
 
 func (r *ProducerReconciler) sync(ctx context.Context, p *hubflowv1.Producer) error {
-	conds := conditions{&p.Status.Conditions, p.Generation}
-	p.Status.ObservedGeneration = p.Generation
+	conds := newConditions(&p.Status.CommonStatus, p.Generation)
 	topic, ok, err := readyTopic(ctx, r.client, p.Namespace, p.Spec.TopicRef.Name, conds)
 	if !ok {
 		return err

@@ -19,13 +19,13 @@ import (
 
 // Options tune all three reconcilers.
 type Options struct {
-	// ResyncInterval is the backstop: how often an object is compared with
-	// the server even when no event says it changed. Advisories repair
-	// deletions and stream edits within seconds; this catches what they miss
-	// (consumer edits, advisories lost while disconnected).
+	// ResyncInterval is the backstop: how often each object is reconciled
+	// even when nothing says it changed. Advisories repair deletions and
+	// stream edits within seconds, the observer what advisories miss.
 	ResyncInterval time.Duration
-	// LagInterval is how often consumer lag is collected; 0 disables it.
-	LagInterval time.Duration
+	// ObserveInterval is how often the observer lists the hub to collect
+	// consumer lag and spot drift; 0 disables it.
+	ObserveInterval time.Duration
 	// MaxConcurrentReconciles per kind.
 	MaxConcurrentReconciles int
 }
@@ -74,8 +74,8 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 	if err := mgr.Add(&advisoryWatch{nc: nc, client: mgr.GetClient(), triggers: triggers}); err != nil {
 		return err
 	}
-	if opts.LagInterval > 0 {
-		return mgr.Add(&lagCollector{client: mgr.GetClient(), hub: js, interval: opts.LagInterval, repair: triggers.consumers})
+	if opts.ObserveInterval > 0 {
+		return mgr.Add(&observer{client: mgr.GetClient(), hub: js, interval: opts.ObserveInterval, triggers: triggers})
 	}
 	return nil
 }

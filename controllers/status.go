@@ -37,10 +37,15 @@ const ConditionStreamRecreated = "StreamRecreated"
 // object owns, so deleting the object can clean it up first.
 const finalizer = "hubflow.io/jetstream"
 
-// conditions sets Ready and Synced for one reconcile outcome.
+// conditions sets Ready and Synced for one reconcile outcome; setting any
+// condition also records the generation the status now describes.
 type conditions struct {
-	list       *[]metav1.Condition
+	status     *hubflowv1.CommonStatus
 	generation int64
+}
+
+func newConditions(status *hubflowv1.CommonStatus, generation int64) conditions {
+	return conditions{status: status, generation: generation}
 }
 
 func (c conditions) set(typ string, ok bool, reason, format string, args ...any) {
@@ -48,7 +53,8 @@ func (c conditions) set(typ string, ok bool, reason, format string, args ...any)
 	if ok {
 		status = metav1.ConditionTrue
 	}
-	meta.SetStatusCondition(c.list, metav1.Condition{
+	c.status.ObservedGeneration = c.generation
+	meta.SetStatusCondition(&c.status.Conditions, metav1.Condition{
 		Type: typ, Status: status, Reason: reason,
 		Message: fmt.Sprintf(format, args...), ObservedGeneration: c.generation,
 	})
@@ -73,6 +79,10 @@ func (c conditions) failed(ready bool, reason, message string, args ...any) {
 
 func isReady(conds []metav1.Condition) bool {
 	return meta.IsStatusConditionTrue(conds, hubflowv1.ConditionReady)
+}
+
+func isSynced(conds []metav1.Condition) bool {
+	return meta.IsStatusConditionTrue(conds, hubflowv1.ConditionSynced)
 }
 
 // patchStatus writes obj's status when it differs from before's: one write

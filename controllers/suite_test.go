@@ -39,8 +39,8 @@ var (
 )
 
 const (
-	testResync = time.Hour // long, so healing in the tests is due to advisories and the lag collector
-	testLag    = 500 * time.Millisecond
+	testResync  = time.Hour // long, so healing in the tests is due to advisories and the lag collector
+	testObserve = 500 * time.Millisecond
 )
 
 func TestMain(m *testing.M) {
@@ -74,7 +74,7 @@ func run(m *testing.M) int {
 	js, _ = jetstream.New(own)
 
 	mgr, err := testhub.Start(env.Config, env.Scheme, hubNATS.URL(),
-		controllers.Options{ResyncInterval: testResync, LagInterval: testLag, MaxConcurrentReconciles: 4})
+		controllers.Options{ResyncInterval: testResync, ObserveInterval: testObserve, MaxConcurrentReconciles: 4})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
@@ -39,12 +41,38 @@ func (r *TopicReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigg
 	registrations := builder.WithPredicates(predicate.GenerationChangedPredicate{})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hubflowv1.Topic{}).
-		Watches(&hubflowv1.Producer{}, handler.EnqueueRequestsFromMapFunc(topicOf), registrations).
-		Watches(&hubflowv1.Consumer{}, handler.EnqueueRequestsFromMapFunc(topicOf), registrations).
+		Watches(&hubflowv1.Producer{}, enqueueTopicLater(), registrations).
+		Watches(&hubflowv1.Consumer{}, enqueueTopicLater(), registrations).
 		WatchesRawSource(source.Channel(trigger, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
 		Named("topic").
 		Complete(r)
+}
+
+// registryDelay batches registry updates: a flow applied at once (a Topic,
+// its Producers and Consumers) updates the Topic's registry view in one
+// status write instead of one per registration.
+const registryDelay = time.Second
+
+// enqueueTopicLater maps a Producer or Consumer event to its Topic, due
+// after registryDelay; the queue merges requests for the same Topic.
+func enqueueTopicLater() handler.EventHandler {
+	add := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range topicOf(context.Background(), o) {
+			q.AddAfter(req, registryDelay)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.ObjectNew, q)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+	}
 }
 
 func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -73,9 +101,8 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 // sync brings the stream in line and fills in the status; it returns an
 // error only for what a retry may fix.
 func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) error {
-	conds := conditions{&topic.Status.Conditions, topic.Generation}
+	conds := newConditions(&topic.Status.CommonStatus, topic.Generation)
 	desired := semantic.Stream(topic)
-	topic.Status.ObservedGeneration = topic.Generation
 	topic.Status.StreamName = desired.Name
 	topic.Status.Subjects = desired.Subjects
 	if err := r.register(ctx, topic); err != nil {
@@ -175,7 +202,7 @@ func (r *TopicReconciler) delete(ctx context.Context, topic *hubflowv1.Topic) er
 	if topic.Spec.DeletionPolicy == hubflowv1.DeleteOnDelete {
 		if err := r.hub.DeleteStream(ctx, stream); err != nil {
 			before := topic.DeepCopy()
-			hubFailure(conditions{&topic.Status.Conditions, topic.Generation}, err)
+			hubFailure(newConditions(&topic.Status.CommonStatus, topic.Generation), err)
 			return errors.Join(err, patchStatus(ctx, r.client, topic, before, topic.Status, before.Status))
 		}
 		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamDeleted", "Delete",

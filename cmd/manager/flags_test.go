@@ -20,7 +20,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 		leaderElectionID:        "hubflow.hubflow.io",
 		maxConcurrentReconciles: 4,
 		resyncInterval:          10 * time.Minute,
-		lagInterval:             30 * time.Second,
+		observeInterval:         30 * time.Second,
 		kubeQPS:                 100,
 		kubeBurst:               200,
 		nats: natsconn.Options{
@@ -61,7 +61,7 @@ func TestParseFlags(t *testing.T) {
 		},
 		{name: "zero workers", args: []string{"--max-concurrent-reconciles=0"}, wantErr: "--max-concurrent-reconciles"},
 		{name: "zero resync", args: []string{"--resync-interval=0s"}, wantErr: "--resync-interval"},
-		{name: "negative lag interval", args: []string{"--lag-interval=-1s"}, wantErr: "--lag-interval"},
+		{name: "negative observe interval", args: []string{"--observe-interval=-1s"}, wantErr: "--observe-interval"},
 		{name: "zero qps", args: []string{"--kube-api-qps=0"}, wantErr: "--kube-api-qps"},
 		{name: "NATS options are validated", args: []string{"--nats-tls-cert=/nonexistent"}, wantErr: "set both or neither"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},

@@ -39,8 +39,8 @@ type settings struct {
 	// resyncInterval is how often a reconciled object is looked at again: JetStream sends
 	// no watch events, so drift on the server is only found by polling.
 	resyncInterval time.Duration
-	// lagInterval is how often consumer lag is read from JetStream.
-	lagInterval time.Duration
+	// observeInterval is how often consumer lag is read from JetStream.
+	observeInterval time.Duration
 	// kubeQPS and kubeBurst bound the manager's requests to the API server.
 	kubeQPS   float64
 	kubeBurst int
@@ -81,7 +81,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.leaderElectionID, "leader-election-id", "hubflow.hubflow.io", "Name of the Lease used for leader election.")
 	fs.IntVar(&s.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "Objects of one kind reconciled in parallel.")
 	fs.DurationVar(&s.resyncInterval, "resync-interval", 10*time.Minute, "Backstop: how often every object is compared with the NATS server even when no advisory reported a change.")
-	fs.DurationVar(&s.lagInterval, "lag-interval", 30*time.Second, `How often consumer lag is read (one listing request per stream); "0" disables it.`)
+	fs.DurationVar(&s.observeInterval, "observe-interval", 30*time.Second, `How often the hub is listed to collect consumer lag and spot drift (one request per 256 streams, plus one per stream whose messages moved); "0" disables it.`)
 	fs.Float64Var(&s.kubeQPS, "kube-api-qps", 100, "Requests per second the manager may send to the Kubernetes API server.")
 	fs.IntVar(&s.kubeBurst, "kube-api-burst", 200, "Burst of requests the manager may send to the Kubernetes API server.")
 	s.nats.BindFlags(fs)
@@ -99,8 +99,8 @@ func parseFlags(args []string) (settings, error) {
 	if s.resyncInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--resync-interval: must be positive, got %s", s.resyncInterval))
 	}
-	if s.lagInterval < 0 {
-		errs = append(errs, fmt.Errorf("--lag-interval: must not be negative, got %s", s.lagInterval))
+	if s.observeInterval < 0 {
+		errs = append(errs, fmt.Errorf("--observe-interval: must not be negative, got %s", s.observeInterval))
 	}
 	if s.kubeQPS <= 0 || s.kubeBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst: must be positive, got %v and %d", s.kubeQPS, s.kubeBurst))
@@ -167,7 +167,7 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings) error {
 	return controllers.Setup(mgr, nc, controllers.Options{
 		ResyncInterval:          s.resyncInterval,
-		LagInterval:             s.lagInterval,
+		ObserveInterval:         s.observeInterval,
 		MaxConcurrentReconciles: s.maxConcurrentReconciles,
 	})
 }

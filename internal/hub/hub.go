@@ -31,6 +31,7 @@ type Client interface {
 	CreateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error)
 	UpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error)
 	DeleteConsumer(ctx context.Context, stream, durable string) error
+	ListStreams(ctx context.Context) ([]*jetstream.StreamInfo, error)
 	ListConsumers(ctx context.Context, stream string) ([]*jetstream.ConsumerInfo, error)
 }
 
@@ -120,37 +121,56 @@ func (h *JetStream) DeleteConsumer(ctx context.Context, stream, durable string) 
 	return err
 }
 
+// ListStreams reads every stream, config and state, with the server's paged
+// listing: one request per 256 streams.
+func (h *JetStream) ListStreams(ctx context.Context) ([]*jetstream.StreamInfo, error) {
+	return list[jetstream.StreamInfo](ctx, h.nc, "$JS.API.STREAM.LIST", "streams")
+}
+
 // ListConsumers reads every consumer of a stream with the server's paged
-// listing: one request per 256 consumers, and no stream lookup first (the
-// jetstream package's lister needs one), which keeps lag collection at one
-// request per stream.
+// listing, without the stream lookup the jetstream package's lister makes
+// first: one request per 256 consumers.
 func (h *JetStream) ListConsumers(ctx context.Context, stream string) ([]*jetstream.ConsumerInfo, error) {
-	var out []*jetstream.ConsumerInfo
+	return list[jetstream.ConsumerInfo](ctx, h.nc, "$JS.API.CONSUMER.LIST."+stream, "consumers")
+}
+
+// list pages through one of JetStream's list APIs.
+func list[T any](ctx context.Context, nc *nats.Conn, subject, field string) ([]*T, error) {
+	var out []*T
 	for {
 		req, _ := json.Marshal(map[string]int{"offset": len(out)})
-		msg, err := h.nc.RequestWithContext(ctx, "$JS.API.CONSUMER.LIST."+stream, req)
+		msg, err := nc.RequestWithContext(ctx, subject, req)
 		if err != nil {
-			return nil, classify("list consumers of "+stream, err)
+			return nil, classify(subject, err)
 		}
-		var page struct {
-			Total     int                       `json:"total"`
-			Consumers []*jetstream.ConsumerInfo `json:"consumers"`
-			Error     *jetstream.APIError       `json:"error"`
-		}
+		var page map[string]json.RawMessage
 		if err := json.Unmarshal(msg.Data, &page); err != nil {
-			return nil, fmt.Errorf("list consumers of %s: decoding the reply: %w", stream, err)
+			return nil, fmt.Errorf("%s: decoding the reply: %w", subject, err)
 		}
-		if page.Error != nil {
-			if page.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound {
-				return nil, fmt.Errorf("list consumers of %s: %w: %w", stream, ErrNotFound, page.Error)
+		if raw, ok := page["error"]; ok {
+			apiErr := &jetstream.APIError{}
+			if err := json.Unmarshal(raw, apiErr); err != nil {
+				return nil, fmt.Errorf("%s: decoding the reply: %w", subject, err)
 			}
-			return nil, fmt.Errorf("list consumers of %s: %w", stream, page.Error)
+			return nil, classify(subject, apiErr)
 		}
-		out = append(out, page.Consumers...)
-		if len(page.Consumers) == 0 || len(out) >= page.Total {
+		var total int
+		var items []*T
+		if err := errors.Join(json.Unmarshal(page["total"], &total), unmarshalIfSet(page[field], &items)); err != nil {
+			return nil, fmt.Errorf("%s: decoding the reply: %w", subject, err)
+		}
+		out = append(out, items...)
+		if len(items) == 0 || len(out) >= total {
 			return out, nil
 		}
 	}
+}
+
+func unmarshalIfSet(raw json.RawMessage, v any) error {
+	if raw == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, v)
 }
 
 // classify wraps err so callers can match it with errors.Is (ErrNotFound,

@@ -1,0 +1,382 @@
+// Package bench measures hubflow at scale on a local kube-apiserver and an
+// in-process nats-server: how fast N Topics, Consumers and Producers become
+// Ready, how fast an out-of-band deletion heals, and what an idle hub costs.
+// Figures are printed and reported as benchmark metrics; nothing here
+// asserts a duration. Run with `make bench`.
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testenv"
+	"github.com/hubflow/hubflow/internal/testhub"
+	"github.com/hubflow/hubflow/internal/testnats"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkHubAtScale runs the whole scenario once per b.N (use -benchtime=1x).
+func BenchmarkHubAtScale(b *testing.B) {
+	n := envInt("HUBFLOW_BENCH_N", 1000)
+	idle := envDuration("HUBFLOW_BENCH_IDLE", time.Minute)
+	observe := envDuration("HUBFLOW_BENCH_OBSERVE", 30*time.Second)
+	for range b.N {
+		r := runScenario(b, n, idle, observe)
+		b.ReportMetric(r.raw.Seconds(), "raw-jetstream-s")
+		b.ReportMetric(r.allReady.Seconds(), "all-ready-s")
+		b.ReportMetric(r.afterLastCreate.Seconds(), "ready-after-last-create-s")
+		b.ReportMetric(r.allReady.Seconds()/r.raw.Seconds(), "ratio-vs-raw")
+		b.ReportMetric(float64(r.healMedian.Milliseconds()), "heal-median-ms")
+		b.ReportMetric(float64(r.healMax.Milliseconds()), "heal-max-ms")
+		b.ReportMetric(r.idleJS, "idle-js-req/min")
+		b.ReportMetric(r.idleWrites, "idle-apiserver-writes/min")
+	}
+}
+
+type result struct {
+	raw, allReady, afterLastCreate, healMedian, healMax time.Duration
+	idleJS, idleWrites                                  float64
+}
+
+func runScenario(b *testing.B, n int, idle, observe time.Duration) result {
+	if os.Getenv("HUBFLOW_BENCH_LOG") == "" {
+		ctrl.SetLogger(logr.Discard())
+	}
+	ctx := context.Background()
+	if os.Getenv("HUBFLOW_BENCH_LOG") != "" {
+		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	}
+	env, err := testenv.Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer env.Stop()
+
+	var r result
+	r.raw = rawBaseline(b, n)
+
+	hub, err := testnats.Start(b.TempDir(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hub.Stop()
+
+	// The manager gets the same API-server budget as cmd/manager's defaults.
+	mcfg := rest.CopyConfig(env.Config)
+	mcfg.QPS, mcfg.Burst = float32(envInt("HUBFLOW_BENCH_QPS", 100)), envInt("HUBFLOW_BENCH_BURST", 200)
+	mgr, err := testhub.Start(mcfg, env.Scheme, hub.URL(), controllers.Options{
+		ResyncInterval: 10 * time.Minute, ObserveInterval: observe, MaxConcurrentReconciles: 4,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mgr.Stop()
+
+	// The test's own client creates as fast as the API server takes it.
+	ucfg := rest.CopyConfig(env.Config)
+	ucfg.QPS, ucfg.Burst = 5000, 5000
+	k8s, err := client.New(ucfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	writes := writeCounter(b, env.Config)
+	breakdown := writeBreakdown(b, env.Config)
+	breakdownBefore := breakdown()
+	jsBefore := apiRequests(b, hub)
+	writesBefore := writes()
+
+	start := time.Now()
+	lastCreate := createAll(b, k8s, n)
+	allReady := waitAllReady(b, k8s, n)
+	r.allReady, r.afterLastCreate = allReady.Sub(start), allReady.Sub(lastCreate)
+	b.Logf("N=%d: %d objects created in %s, all Ready %s after the first create (%s after the last)",
+		n, 3*n, lastCreate.Sub(start).Round(time.Millisecond), r.allReady.Round(time.Millisecond), r.afterLastCreate.Round(time.Millisecond))
+	b.Logf("raw JetStream baseline (same %d streams + %d durables, one client, no Kubernetes): %s; hubflow/raw = %.1fx",
+		n, n, r.raw.Round(time.Millisecond), r.allReady.Seconds()/r.raw.Seconds())
+	b.Logf("while converging: %d JetStream API requests, %d API-server writes (%.1f and %.1f per object)",
+		apiRequests(b, hub)-jsBefore, writes()-writesBefore,
+		float64(apiRequests(b, hub)-jsBefore)/float64(3*n), float64(writes()-writesBefore)/float64(3*n))
+
+	for k, v := range breakdown() {
+		if d := v - breakdownBefore[k]; d > 0 {
+			b.Logf("  writes while converging: %-40s %6.0f", k, d)
+		}
+	}
+
+	r.healMedian, r.healMax = measureHeal(b, hub, 5)
+	b.Logf("out-of-band stream deletion healed: median %s, max %s (5 deletions)", r.healMedian, r.healMax)
+
+	// Let the heal's reconciles and the first observer looks settle, then
+	// count what an idle hub costs.
+	time.Sleep(observe + 2*time.Second)
+	js0, w0, t0 := apiRequests(b, hub), writes(), time.Now()
+	time.Sleep(idle)
+	minutes := time.Since(t0).Minutes()
+	r.idleJS = float64(apiRequests(b, hub)-js0) / minutes
+	r.idleWrites = float64(writes()-w0) / minutes
+	b.Logf("idle for %s: %.1f JetStream API requests/min, %.1f API-server writes/min (observe interval %s, %d streams)",
+		time.Since(t0).Round(time.Second), r.idleJS, r.idleWrites, observe, n)
+	_ = ctx
+	return r
+}
+
+// rawBaseline is the floor: the same streams and durables created directly
+// with nats.go on a fresh server, eight at a time.
+func rawBaseline(b *testing.B, n int) time.Duration {
+	srv, err := testnats.Start(b.TempDir(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	start := time.Now()
+	parallel(n, 8, func(i int) {
+		t := topicObj(i)
+		if _, err := js.CreateStream(ctx, semantic.Stream(t)); err != nil {
+			b.Error(err)
+			return
+		}
+		cfg, _ := semantic.Consumer(t, consumerObj(i), hubflowv1.AtLeastOnce)
+		if _, err := js.CreateConsumer(ctx, semantic.StreamName(t.Namespace, t.Name), cfg); err != nil {
+			b.Error(err)
+		}
+	})
+	return time.Since(start)
+}
+
+const benchNamespace = "default"
+
+func topicObj(i int) *hubflowv1.Topic {
+	return &hubflowv1.Topic{
+		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: fmt.Sprintf("topic-%04d", i)},
+		Spec:       hubflowv1.TopicSpec{Semantic: hubflowv1.AtLeastOnce},
+	}
+}
+
+func consumerObj(i int) *hubflowv1.Consumer {
+	return &hubflowv1.Consumer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: fmt.Sprintf("consumer-%04d", i)},
+		Spec:       hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: fmt.Sprintf("topic-%04d", i)}},
+	}
+}
+
+func producerObj(i int) *hubflowv1.Producer {
+	return &hubflowv1.Producer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: fmt.Sprintf("producer-%04d", i)},
+		Spec:       hubflowv1.ProducerSpec{TopicRef: hubflowv1.TopicReference{Name: fmt.Sprintf("topic-%04d", i)}},
+	}
+}
+
+// createAll creates N of each kind, interleaved as a GitOps sync would
+// apply them, and returns when the last create was acknowledged.
+func createAll(b *testing.B, k8s client.Client, n int) time.Time {
+	ctx := context.Background()
+	parallel(n, 16, func(i int) {
+		for _, o := range []client.Object{topicObj(i), consumerObj(i), producerObj(i)} {
+			if err := k8s.Create(ctx, o); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+	return time.Now()
+}
+
+func waitAllReady(b *testing.B, k8s client.Client, n int) time.Time {
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Minute)
+	var lastLog time.Time
+	for {
+		var topics hubflowv1.TopicList
+		var consumers hubflowv1.ConsumerList
+		var producers hubflowv1.ProducerList
+		ready := 0
+		if k8s.List(ctx, &topics) == nil && k8s.List(ctx, &consumers) == nil && k8s.List(ctx, &producers) == nil {
+			now := time.Now()
+			for _, t := range topics.Items {
+				ready += countReady(t.Status.Conditions)
+			}
+			for _, c := range consumers.Items {
+				ready += countReady(c.Status.Conditions)
+			}
+			for _, p := range producers.Items {
+				ready += countReady(p.Status.Conditions)
+			}
+			if ready == 3*n {
+				return now
+			}
+			if os.Getenv("HUBFLOW_BENCH_LOG") != "" && now.Sub(lastLog) > 500*time.Millisecond {
+				lastLog = now
+				b.Logf("%s ready: %d of %d (topics %d, consumers %d, producers %d listed)", now.Format("15:04:05.000"), ready, 3*n,
+					len(topics.Items), len(consumers.Items), len(producers.Items))
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d objects Ready after 10 minutes", ready, 3*n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countReady(conds []metav1.Condition) int {
+	if meta.IsStatusConditionTrue(conds, hubflowv1.ConditionReady) {
+		return 1
+	}
+	return 0
+}
+
+// measureHeal deletes streams behind hubflow's back and times their return.
+func measureHeal(b *testing.B, hub *testnats.Server, times int) (median, worst time.Duration) {
+	nc, err := nats.Connect(hub.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	var took []time.Duration
+	for i := range times {
+		name := semantic.StreamName(benchNamespace, fmt.Sprintf("topic-%04d", i*7))
+		start := time.Now()
+		if err := js.DeleteStream(ctx, name); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := js.Stream(ctx, name); err == nil {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				b.Fatalf("stream %s not healed in a minute", name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	return took[len(took)/2], took[len(took)-1]
+}
+
+func parallel(n, workers int, f func(int)) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				f(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+func apiRequests(b *testing.B, s *testnats.Server) uint64 {
+	n, err := s.APIRequests()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// writeCounter reads the API server's own count of mutating requests
+// (apiserver_request_total for POST, PUT, PATCH and DELETE) from /metrics.
+func writeCounter(b *testing.B, cfg *rest.Config) func() uint64 {
+	count := writeBreakdown(b, cfg)
+	return func() uint64 {
+		var total float64
+		for _, v := range count() {
+			total += v
+		}
+		return uint64(total)
+	}
+}
+
+// writeBreakdown is writeCounter by verb and resource.
+func writeBreakdown(b *testing.B, cfg *rest.Config) func() map[string]float64 {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func() map[string]float64 {
+		raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		counts := map[string]float64{}
+		sc := bufio.NewScanner(bytes.NewReader(raw))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, "apiserver_request_total{") {
+				continue
+			}
+			mutating := false
+			for _, verb := range []string{`verb="POST"`, `verb="PUT"`, `verb="PATCH"`, `verb="DELETE"`} {
+				mutating = mutating || strings.Contains(line, verb)
+			}
+			// Lease renewals of the control plane itself are not the operator's.
+			if !mutating || strings.Contains(line, `resource="leases"`) {
+				continue
+			}
+			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+				counts[label(line, "verb")+" "+label(line, "resource")+"/"+label(line, "subresource")] += v
+			}
+		}
+		return counts
+	}
+}
+
+func label(line, name string) string {
+	i := strings.Index(line, name+`="`)
+	if i < 0 {
+		return ""
+	}
+	rest := line[i+len(name)+2:]
+	return rest[:strings.IndexByte(rest, '"')]
+}
