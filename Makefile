@@ -52,6 +52,14 @@ vet: ## Run go vet.
 test: manifests generate fmt vet envtest ## Run all tests against the pinned kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GO_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT)
 
+.PHONY: demo
+demo: envtest ## Run hubflow end to end locally: control plane, 3-node NATS, manager, the sample flows (ARGS=--keep to explore).
+	$(GO) run ./cmd/demo $(ARGS)
+
+.PHONY: bench
+bench: envtest ## Measure the operator at scale (N=1000 by default: HUBFLOW_BENCH_N, _IDLE, _OBSERVE); figures go to bench.txt.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test ./test/bench -run '^$$' -bench . -benchtime 1x -timeout 30m | tee bench.txt
+
 .PHONY: verify-fmt
 verify-fmt: ## Fail when a Go file is not gofmt-formatted (CI; `make test` formats instead).
 	@unformatted="$$(gofmt -l $$(git ls-files --cached --others --exclude-standard -- '*.go'))"; \

@@ -76,3 +76,12 @@ func Start() (*Env, error) {
 func (e *Env) Stop() error {
 	return e.env.Stop()
 }
+
+// Kubeconfig is an admin kubeconfig for the control plane, for kubectl.
+func (e *Env) Kubeconfig() ([]byte, error) {
+	user, err := e.env.AddUser(envtest.User{Name: "hubflow-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding a kubectl user: %w", err)
+	}
+	return user.KubeConfig()
+}

@@ -10,9 +10,12 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Server is one JetStream-enabled nats-server.
@@ -176,4 +179,20 @@ func (s *Server) APIRequests() (uint64, error) {
 		return 0, err
 	}
 	return info.API.Total, nil
+}
+
+// Connect opens a plain client connection for a test's own view of the hub,
+// closed when the test ends.
+func Connect(tb testing.TB, url string) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js
 }

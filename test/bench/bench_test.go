@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -75,10 +73,7 @@ type result struct {
 }
 
 func runScenario(b *testing.B, n int, idle, observe time.Duration) result {
-	if os.Getenv("HUBFLOW_BENCH_LOG") == "" {
-		ctrl.SetLogger(logr.Discard())
-	}
-	ctx := context.Background()
+	ctrl.SetLogger(logr.Discard())
 	if os.Getenv("HUBFLOW_BENCH_LOG") != "" {
 		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	}
@@ -152,7 +147,6 @@ func runScenario(b *testing.B, n int, idle, observe time.Duration) result {
 	r.idleWrites = float64(writes()-w0) / minutes
 	b.Logf("idle for %s: %.1f JetStream API requests/min, %.1f API-server writes/min (observe interval %s, %d streams)",
 		time.Since(t0).Round(time.Second), r.idleJS, r.idleWrites, observe, n)
-	_ = ctx
 	return r
 }
 
@@ -164,12 +158,7 @@ func rawBaseline(b *testing.B, n int) time.Duration {
 		b.Fatal(err)
 	}
 	defer srv.Stop()
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := testnats.Connect(b, srv.URL())
 	ctx := context.Background()
 	start := time.Now()
 	parallel(n, 8, func(i int) {
@@ -268,12 +257,7 @@ func countReady(conds []metav1.Condition) int {
 
 // measureHeal deletes streams behind hubflow's back and times their return.
 func measureHeal(b *testing.B, hub *testnats.Server, times int) (median, worst time.Duration) {
-	nc, err := nats.Connect(hub.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := testnats.Connect(b, hub.URL())
 	ctx := context.Background()
 	var took []time.Duration
 	for i := range times {

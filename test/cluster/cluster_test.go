@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,12 +38,7 @@ func TestReplicatedTopicOnACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mgr.Stop()
-	nc, err := nats.Connect(cluster.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := testnats.Connect(t, cluster.URL())
 
 	k8s := env.Client
 	topic := &hubflowv1.Topic{

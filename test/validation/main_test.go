@@ -4,12 +4,9 @@
 package validation
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -18,11 +15,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	yamlutil "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	hubflowv1alpha1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/manifests"
 	"github.com/hubflow/hubflow/internal/testenv"
 )
 
@@ -58,39 +54,11 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
-// decodeAll splits a multi-document YAML stream into objects. Empty documents
-// are skipped.
-func decodeAll(r io.Reader) ([]*unstructured.Unstructured, error) {
-	reader := yamlutil.NewYAMLReader(bufio.NewReader(r))
-	var objs []*unstructured.Unstructured
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return objs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		js, err := yaml.YAMLToJSON(doc)
-		if err != nil {
-			return nil, err
-		}
-		if len(bytes.TrimSpace(js)) == 0 || string(bytes.TrimSpace(js)) == "null" {
-			continue
-		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(js); err != nil {
-			return nil, err
-		}
-		objs = append(objs, u)
-	}
-}
-
 // manifest turns a test's YAML into one hubflow object in namespace ns. The
 // apiVersion is filled in, and a name is generated unless the YAML sets one.
 func manifest(t *testing.T, ns, text string) *unstructured.Unstructured {
 	t.Helper()
-	objs, err := decodeAll(strings.NewReader(text))
+	objs, err := manifests.DecodeAll(strings.NewReader(text))
 	if err != nil || len(objs) != 1 {
 		t.Fatalf("test manifest must be one YAML object (err %v, got %d):\n%s", err, len(objs), text)
 	}

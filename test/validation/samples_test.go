@@ -2,16 +2,15 @@ package validation
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	hubflowv1alpha1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/manifests"
 	"github.com/hubflow/hubflow/internal/testenv"
 )
 
@@ -22,17 +21,9 @@ func TestSamples(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(testenv.RepoRoot(), "config", "samples")
 
-	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	kustomization, err := manifests.ReadKustomization(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var kustomization struct {
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-		Resources  []string `json:"resources"`
-	}
-	if err := yaml.UnmarshalStrict(raw, &kustomization, yaml.DisallowUnknownFields); err != nil {
-		t.Fatalf("kustomization.yaml: %v", err)
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
@@ -47,14 +38,9 @@ func TestSamples(t *testing.T) {
 	ns := newNamespace(t)
 	created := map[string]int{}
 	for _, file := range kustomization.Resources {
-		f, err := os.Open(filepath.Join(dir, file))
+		objs, err := manifests.ReadFile(filepath.Join(dir, file))
 		if err != nil {
 			t.Fatal(err)
-		}
-		objs, err := decodeAll(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
 		}
 		if len(objs) < 3 {
 			t.Errorf("%s: %d objects, want a Topic, a Producer and at least one Consumer", file, len(objs))
