@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/hub"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/pkg/binding"
 )
 
 // ConsumerReconciler makes a Consumer's durable pull consumer match its spec
@@ -33,6 +35,8 @@ type ConsumerReconciler struct {
 func (r *ConsumerReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigger <-chan event.GenericEvent) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hubflowv1.Consumer{}).
+		// A binding Secret deleted or edited behind hubflow's back is restored.
+		Owns(&corev1.Secret{}).
 		Watches(&hubflowv1.Topic{},
 			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ConsumerList{}, consumerNames)),
 			builder.WithPredicates(topicChanged)).
@@ -58,34 +62,44 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, err
 	}
 	before := c.DeepCopy()
-	err := r.sync(ctx, &c)
+	conds := newConditions(&c.Status.CommonStatus, c.Generation)
+	renewIn, err := r.sync(ctx, &c, conds)
+	notRenewed(&c.Status.CommonStatus, conds, "Consumer")
 	if perr := patchStatus(ctx, r.client, &c, before, c.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
+	}
+	if errors.Is(err, errCacheLag) {
+		return cacheLagRetry, nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	return r.requeue(), nil
+	result := r.requeue()
+	if renewIn > 0 && renewIn < result.RequeueAfter {
+		result.RequeueAfter = renewIn
+	}
+	return result, nil
 }
 
-func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer) error {
-	conds := newConditions(&c.Status.CommonStatus, c.Generation)
+// sync returns when the Consumer's credentials are due for renewal (zero
+// for none).
+func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, conds conditions) (time.Duration, error) {
 	topic, ok, err := readyTopic(ctx, r.client, c.Namespace, c.Spec.TopicRef.Name, conds)
 	if !ok {
-		return err
+		return 0, err
 	}
 	sem, err := semantic.Resolve(semantic.TopicSemantic(topic), c.Spec.Semantic)
 	if err != nil {
-		return ruleFailure(conds, err)
+		return 0, ruleFailure(conds, err)
 	}
 	desired, err := semantic.Consumer(topic, c, sem)
 	if err != nil {
-		return ruleFailure(conds, err)
+		return 0, ruleFailure(conds, err)
 	}
 	stream := semantic.StreamName(topic.Namespace, topic.Name)
 	producers, _, err := registered(ctx, r.client, c.Namespace, topic.Name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	c.Status.Semantic = sem
 	c.Status.StreamName = stream
@@ -93,6 +107,42 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer) er
 	c.Status.EffectiveSemantic = semantic.Effective(sem, producerSemantics(semantic.TopicSemantic(topic), producers))
 	c.Status.Undeliverable = semantic.Undeliverable(stream, desired)
 
+	// Every path of apply sets Ready: a binding is written only for a
+	// durable that serves.
+	if err := r.apply(ctx, c, stream, desired, conds); err != nil || !isReady(c.Status.Conditions) {
+		return 0, err
+	}
+	req := consumerBinding(c, desired)
+	res, err := r.bind(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	if !r.report(c, req, res, conds, &c.Status.Binding) {
+		return 0, nil
+	}
+	return r.renewal(res), nil
+}
+
+// consumerBinding is what a Consumer's client needs: its durable, how to
+// acknowledge, and a user that may read that durable only.
+func consumerBinding(c *hubflowv1.Consumer, cfg jetstream.ConsumerConfig) bindingRequest {
+	inbox := semantic.InboxPrefix(semantic.RoleConsumer, c.Namespace, c.Name)
+	policy := semantic.ConsumerClientPolicy(c.Status.Semantic, cfg)
+	return bindingRequest{
+		owner:  c,
+		secret: semantic.BindingSecretName(c.Name, c.Spec.BindingSecretName),
+		binding: binding.Binding{
+			Role: binding.RoleConsumer, Stream: c.Status.StreamName, Subjects: cfg.FilterSubjects,
+			Durable: cfg.Durable, Semantic: string(policy.Semantic), Inbox: inbox,
+			Ack: string(policy.Ack), AckWait: policy.AckWait, RedeliveryDelays: policy.RedeliveryDelays,
+			MaxDeliver: policy.MaxDeliver, IdempotencyKey: policy.IdempotencyKey,
+		},
+		perms: semantic.ConsumerPermissions(policy.Semantic, c.Status.StreamName, cfg.Durable, inbox),
+	}
+}
+
+// apply makes the durable match desired and sets Ready and Synced.
+func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, stream string, desired jetstream.ConsumerConfig, conds conditions) error {
 	observed, err := r.hub.Consumer(ctx, stream, desired.Durable)
 	switch {
 	case errors.Is(err, hub.ErrNotFound):
@@ -120,7 +170,7 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer) er
 			"updated durable %s: %s", desired.Durable, joinChanges(changes))
 	}
 	c.Status.Lag = lagOf(observed)
-	conds.ready("durable %s reads stream %s as %s", desired.Durable, stream, sem)
+	conds.ready("durable %s reads stream %s as %s", desired.Durable, stream, c.Status.Semantic)
 	return nil
 }
 

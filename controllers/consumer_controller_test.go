@@ -67,8 +67,8 @@ func TestCrossObjectRulesAreReported(t *testing.T) {
 }
 
 // Spec changes reach the durable; an out-of-band edit of the durable (for
-// which the server sends no advisory) is undone by the lag collector, which
-// already reads every consumer's config.
+// which the server sends no advisory) is undone by the observer, which reads
+// the configs of the consumers of every stream that moved.
 func TestConsumerUpdatesAndDriftRepair(t *testing.T) {
 	ns := namespace(t)
 	create(t, newTopic(ns, "jobs", hubflowv1.AtLeastOnce))
@@ -106,6 +106,12 @@ func TestConsumerUpdatesAndDriftRepair(t *testing.T) {
 	edited := c.CachedInfo().Config
 	edited.MaxAckPending = 999
 	if _, err := js.UpdateConsumer(ctx, stream, edited); err != nil {
+		t.Fatal(err)
+	}
+	// The observer re-reads the consumers of a stream that moved; on a
+	// quiet stream the edit waits for the backstop resync (10m by default),
+	// which this suite sets to an hour. A message makes the stream move.
+	if _, err := js.Publish(ctx, ns+".jobs", []byte("job")); err != nil {
 		t.Fatal(err)
 	}
 	durableHas(5*time.Second, 10)

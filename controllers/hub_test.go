@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -92,9 +93,14 @@ func TestIdleHubMakesNoWritesAndOnlyObserverRequests(t *testing.T) {
 	// Let the reconciles the registrations triggered settle.
 	time.Sleep(2 * testObserve)
 
-	versions := func() [3]string {
-		var v [3]string
-		for i, o := range []client.Object{topic, cons, prod} {
+	// The binding Secrets too: a no-op reconcile rewrites nothing.
+	bindings := []client.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "listener-binding"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "speaker-binding"}},
+	}
+	versions := func() [5]string {
+		var v [5]string
+		for i, o := range append([]client.Object{topic, cons, prod}, bindings...) {
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
 				t.Fatal(err)
 			}

@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -19,6 +21,9 @@ const (
 	// streamIndex indexes Topics by their stream, and Consumers by
 	// "<stream>/<durable>", to map server advisories back to objects.
 	streamIndex = "hubflow.io/stream"
+	// secretOwnerIndex indexes binding Secrets by the UID of the object
+	// that controls them.
+	secretOwnerIndex = "hubflow.io/binding-owner"
 )
 
 func addIndexes(ctx context.Context, mgr ctrl.Manager) error {
@@ -38,9 +43,17 @@ func addIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
-	return idx.IndexField(ctx, &hubflowv1.Consumer{}, streamIndex, func(o client.Object) []string {
+	if err := idx.IndexField(ctx, &hubflowv1.Consumer{}, streamIndex, func(o client.Object) []string {
 		c := o.(*hubflowv1.Consumer)
 		return []string{consumerKey(semantic.StreamName(c.Namespace, c.Spec.TopicRef.Name), semantic.DurableName(c))}
+	}); err != nil {
+		return err
+	}
+	return idx.IndexField(ctx, &corev1.Secret{}, secretOwnerIndex, func(o client.Object) []string {
+		if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
+			return []string{string(ref.UID)}
+		}
+		return nil
 	})
 }
 

@@ -3,7 +3,9 @@ package controllers
 import (
 	"context"
 	"errors"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -14,11 +16,14 @@ import (
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/pkg/binding"
 )
 
 // ProducerReconciler registers a Producer with its Topic: it checks the
-// semantic and subjects against the Topic and records the resolved client
-// policy. A Producer owns nothing on the server, so it needs no finalizer.
+// semantic and subjects against the Topic and writes the resolved client
+// policy, with credentials to publish on its subjects only, into the
+// Producer's binding Secret. A Producer owns nothing on the server, so it
+// needs no finalizer; its binding Secret is garbage-collected with it.
 type ProducerReconciler struct {
 	reconciler
 }
@@ -26,6 +31,8 @@ type ProducerReconciler struct {
 func (r *ProducerReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigger <-chan event.GenericEvent) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hubflowv1.Producer{}).
+		// A binding Secret deleted or edited behind hubflow's back is restored.
+		Owns(&corev1.Secret{}).
 		Watches(&hubflowv1.Topic{},
 			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ProducerList{}, producerNames)),
 			builder.WithPredicates(topicChanged)).
@@ -44,31 +51,50 @@ func (r *ProducerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, nil
 	}
 	before := p.DeepCopy()
-	err := r.sync(ctx, &p)
+	conds := newConditions(&p.Status.CommonStatus, p.Generation)
+	renewIn, err := r.sync(ctx, &p, conds)
+	notRenewed(&p.Status.CommonStatus, conds, "Producer")
 	if perr := patchStatus(ctx, r.client, &p, before, p.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
 	}
-	// A Producer has nothing on the server that could drift: no resync.
-	return ctrl.Result{}, err
+	if errors.Is(err, errCacheLag) {
+		return cacheLagRetry, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// A Producer has nothing on the server that could drift: no resync,
+	// only the renewal of its credentials.
+	return ctrl.Result{RequeueAfter: renewIn}, nil
 }
 
-func (r *ProducerReconciler) sync(ctx context.Context, p *hubflowv1.Producer) error {
-	conds := newConditions(&p.Status.CommonStatus, p.Generation)
+// sync returns when the Producer's credentials are due for renewal (zero
+// for none).
+func (r *ProducerReconciler) sync(ctx context.Context, p *hubflowv1.Producer, conds conditions) (time.Duration, error) {
 	topic, ok, err := readyTopic(ctx, r.client, p.Namespace, p.Spec.TopicRef.Name, conds)
 	if !ok {
-		return err
+		return 0, err
 	}
 	sem, err := semantic.Resolve(semantic.TopicSemantic(topic), p.Spec.Semantic)
 	if err != nil {
-		return ruleFailure(conds, err)
+		return 0, ruleFailure(conds, err)
 	}
 	policy, err := semantic.Producer(topic, p, sem)
 	if err != nil {
-		return ruleFailure(conds, err)
+		return 0, ruleFailure(conds, err)
 	}
 	p.Status.Semantic = sem
 	p.Status.StreamName = semantic.StreamName(topic.Namespace, topic.Name)
 	p.Status.Subjects = policy.Subjects
+
+	req := producerBinding(p, policy)
+	res, err := r.bind(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	if !r.report(p, req, res, conds, &p.Status.Binding) {
+		return 0, nil
+	}
 	switch {
 	case policy.MessageID:
 		conds.ready("publishes to stream %s with message ids, deduplicated for %s", p.Status.StreamName, policy.DuplicateWindow)
@@ -77,5 +103,23 @@ func (r *ProducerReconciler) sync(ctx context.Context, p *hubflowv1.Producer) er
 	default:
 		conds.ready("publishes to stream %s without acknowledgements", p.Status.StreamName)
 	}
-	return nil
+	return r.renewal(res), nil
+}
+
+// producerBinding is what a Producer's client needs: where to publish, how
+// to wait for acks and retry, and a user that may publish there only.
+func producerBinding(p *hubflowv1.Producer, policy semantic.ProducerPolicy) bindingRequest {
+	inbox := semantic.InboxPrefix(semantic.RoleProducer, p.Namespace, p.Name)
+	return bindingRequest{
+		owner:  p,
+		secret: semantic.BindingSecretName(p.Name, p.Spec.BindingSecretName),
+		binding: binding.Binding{
+			Role: binding.RoleProducer, Stream: p.Status.StreamName, Subjects: policy.Subjects,
+			Semantic: string(policy.Semantic), Inbox: inbox,
+			WaitForAck: policy.WaitForAck, MessageID: policy.MessageID,
+			AckTimeout: policy.AckTimeout, Retries: policy.Retries, RetryWait: policy.RetryWait,
+			DuplicateWindow: policy.DuplicateWindow,
+		},
+		perms: semantic.ProducerPermissions(policy, inbox),
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/hubflow/hubflow/internal/credentials"
 	"github.com/hubflow/hubflow/internal/hub"
 )
 
@@ -28,6 +30,13 @@ type Options struct {
 	ObserveInterval time.Duration
 	// MaxConcurrentReconciles per kind.
 	MaxConcurrentReconciles int
+	// Credentials mints each Producer's and Consumer's NATS user from an
+	// account signing key. Nil for a hub without auth: bindings then carry
+	// no credentials, and the objects say so.
+	Credentials *credentials.Issuer
+	// BindingURL is the NATS URL written into bindings: the one workloads
+	// dial, which may differ from the manager's. Required.
+	BindingURL string
 }
 
 // Setup registers the Topic, Producer and Consumer reconcilers, the
@@ -46,15 +55,22 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 	if opts.ResyncInterval <= 0 {
 		return errors.New("controllers: ResyncInterval must be positive")
 	}
+	if opts.BindingURL == "" {
+		return errors.New("controllers: BindingURL must be set")
+	}
 	if err := addIndexes(context.Background(), mgr); err != nil {
 		return err
 	}
 	triggers := newTriggers()
 	base := reconciler{
-		client:   mgr.GetClient(),
-		hub:      js,
-		recorder: mgr.GetEventRecorder("hubflow"),
-		resync:   opts.ResyncInterval,
+		client:     mgr.GetClient(),
+		apiReader:  mgr.GetAPIReader(),
+		scheme:     mgr.GetScheme(),
+		hub:        js,
+		recorder:   mgr.GetEventRecorder("hubflow"),
+		resync:     opts.ResyncInterval,
+		issuer:     opts.Credentials,
+		bindingURL: opts.BindingURL,
 	}
 	copts := controller.Options{
 		MaxConcurrentReconciles: max(opts.MaxConcurrentReconciles, 1),
@@ -82,10 +98,16 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 
 // reconciler is what the three reconcilers share.
 type reconciler struct {
-	client   client.Client
-	hub      hub.Client
-	recorder events.EventRecorder
-	resync   time.Duration
+	client client.Client
+	// apiReader reads past the cache; used only for a binding Secret's
+	// metadata when the cache cannot show it.
+	apiReader  client.Reader
+	scheme     *runtime.Scheme
+	hub        hub.Client
+	recorder   events.EventRecorder
+	resync     time.Duration
+	issuer     *credentials.Issuer
+	bindingURL string
 }
 
 // requeue schedules the backstop resync with ±10% jitter, so objects

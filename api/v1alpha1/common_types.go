@@ -50,6 +50,11 @@ const (
 	ConditionReady = "Ready"
 	// ConditionSynced is True when the last reconcile applied the spec without error.
 	ConditionSynced = "Synced"
+	// ConditionCredentialsIssued is True when a Producer's or Consumer's
+	// binding holds NATS credentials, with their expiry in the message. It
+	// is False with reason HubWithoutAuth when the hub runs without auth and
+	// the binding carries none: that is not an error.
+	ConditionCredentialsIssued = "CredentialsIssued"
 )
 
 // CommonStatus is the part of the status every kind has.
@@ -59,7 +64,8 @@ type CommonStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions are Ready (the broker object is usable) and Synced (the last
-	// reconcile succeeded), each with a CamelCase reason and a message.
+	// reconcile succeeded), each with a CamelCase reason and a message;
+	// Producers and Consumers also have CredentialsIssued.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

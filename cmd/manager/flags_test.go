@@ -1,10 +1,14 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nkeys"
 
 	"github.com/hubflow/hubflow/internal/natsconn"
 )
@@ -28,6 +32,8 @@ func TestParseFlagsDefaults(t *testing.T) {
 			Name:          "hubflow-manager",
 			ReconnectWait: natsconn.DefaultReconnectWait,
 		},
+		bindingURL:  natsconn.DefaultURL,
+		credentials: credentialSettings{ttl: 24 * time.Hour},
 	}
 	s.zap = want.zap // zap's own defaults are not ours to test
 	if !reflect.DeepEqual(s, want) {
@@ -36,6 +42,16 @@ func TestParseFlagsDefaults(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
+	account, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	accountKey, _ := account.PublicKey()
+	seed, _ := account.Seed()
+	keyFile := filepath.Join(t.TempDir(), "signing.nk")
+	if err := os.WriteFile(keyFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		args    []string
@@ -65,6 +81,39 @@ func TestParseFlags(t *testing.T) {
 		{name: "zero qps", args: []string{"--kube-api-qps=0"}, wantErr: "--kube-api-qps"},
 		{name: "NATS options are validated", args: []string{"--nats-tls-cert=/nonexistent"}, wantErr: "set both or neither"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+		{
+			name: "binding URL defaults to the manager's, without its user",
+			args: []string{"--nats-url=nats://manager:pw@nats.nats-system:4222"},
+			check: func(s settings) bool {
+				return s.bindingURL == "nats://nats.nats-system:4222"
+			},
+		},
+		{
+			name:  "binding URL for workloads",
+			args:  []string{"--binding-nats-url=nats://hub.example:4222,nats://hub2.example:4222"},
+			check: func(s settings) bool { return s.bindingURL == "nats://hub.example:4222,nats://hub2.example:4222" },
+		},
+		{name: "binding URL with a password", args: []string{"--binding-nats-url=nats://u:pw@hub:4222"}, wantErr: "must not embed a user"},
+		{name: "bad binding URL", args: []string{"--binding-nats-url=http://hub:4222"}, wantErr: "--binding-nats-url"},
+		{
+			name: "operator mode",
+			args: []string{"--nats-account-signing-key-file=" + keyFile, "--nats-account=" + accountKey, "--credentials-ttl=1h"},
+			check: func(s settings) bool {
+				return s.credentials == credentialSettings{signingKeyFile: keyFile, account: accountKey, ttl: time.Hour}
+			},
+		},
+		{name: "key without account", args: []string{"--nats-account-signing-key-file=" + keyFile}, wantErr: "set both or neither"},
+		{name: "account without key", args: []string{"--nats-account=" + accountKey}, wantErr: "set both or neither"},
+		{name: "missing key file", args: []string{"--nats-account-signing-key-file=/nonexistent", "--nats-account=" + accountKey}, wantErr: "--nats-account-signing-key-file"},
+		{name: "not an account key", args: []string{"--nats-account-signing-key-file=" + keyFile, "--nats-account=UABC"}, wantErr: "not an account public key"},
+		{name: "seed given as account", args: []string{"--nats-account-signing-key-file=" + keyFile, "--nats-account=" + string(seed)}, wantErr: "looks like a seed"},
+		{name: "TTL too short", args: []string{"--credentials-ttl=1m"}, wantErr: "--credentials-ttl"},
+		{
+			name:  "watched namespaces",
+			args:  []string{"--watch-namespaces=shop, billing"},
+			check: func(s settings) bool { return reflect.DeepEqual(s.watchNamespaces, []string{"shop", "billing"}) },
+		},
+		{name: "bad namespace", args: []string{"--watch-namespaces=shop,Bad_NS"}, wantErr: "not a namespace name"},
 		{name: "unknown flag", args: []string{"--no-such-flag"}, wantErr: "not defined"},
 	}
 	for _, tt := range tests {
@@ -73,6 +122,11 @@ func TestParseFlags(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("parseFlags(%q) error = %v, want it to contain %q", tt.args, err, tt.wantErr)
+				}
+				for _, secret := range []string{string(seed), "pw"} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("the error echoes a secret: %v", err)
+					}
 				}
 				return
 			}

@@ -9,11 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,6 +28,7 @@ import (
 
 	hubflowv1alpha1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/credentials"
 	"github.com/hubflow/hubflow/internal/natsconn"
 )
 
@@ -41,11 +45,27 @@ type settings struct {
 	resyncInterval time.Duration
 	// observeInterval is how often consumer lag is read from JetStream.
 	observeInterval time.Duration
+	// watchNamespaces limits the manager to these namespaces; empty means all.
+	watchNamespaces []string
 	// kubeQPS and kubeBurst bound the manager's requests to the API server.
 	kubeQPS   float64
 	kubeBurst int
 	nats      natsconn.Options
-	zap       zap.Options
+	// bindingURL is the NATS URL written into bindings: the one workloads
+	// dial. It defaults to --nats-url without its user information.
+	bindingURL  string
+	credentials credentialSettings
+	zap         zap.Options
+}
+
+// credentialSettings say how Producers' and Consumers' NATS users are minted.
+type credentialSettings struct {
+	// signingKeyFile holds an account signing key's seed; empty for a hub
+	// without auth. It is read once at start-up and never logged.
+	signingKeyFile string
+	// account is the public key of the account the signing key signs for.
+	account string
+	ttl     time.Duration
 }
 
 func main() {
@@ -84,7 +104,21 @@ func parseFlags(args []string) (settings, error) {
 	fs.DurationVar(&s.observeInterval, "observe-interval", 30*time.Second, `How often the hub is listed to collect consumer lag and spot drift (one request per 256 streams, plus one per stream whose messages moved); "0" disables it.`)
 	fs.Float64Var(&s.kubeQPS, "kube-api-qps", 100, "Requests per second the manager may send to the Kubernetes API server.")
 	fs.IntVar(&s.kubeBurst, "kube-api-burst", 200, "Burst of requests the manager may send to the Kubernetes API server.")
+	fs.Func("watch-namespaces", "Comma-separated namespaces the manager watches and writes to, so its ClusterRole can be bound per namespace with RoleBindings; all namespaces when unset.", func(v string) error {
+		for _, ns := range strings.Split(v, ",") {
+			ns = strings.TrimSpace(ns)
+			if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+				return fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(msgs, "; "))
+			}
+			s.watchNamespaces = append(s.watchNamespaces, ns)
+		}
+		return nil
+	})
 	s.nats.BindFlags(fs)
+	fs.StringVar(&s.bindingURL, "binding-nats-url", "", "NATS URL written into every binding, the one workloads dial; a comma-separated list is allowed. Defaults to --nats-url without its user information.")
+	fs.StringVar(&s.credentials.signingKeyFile, "nats-account-signing-key-file", "", "File holding the seed of an account signing key (NATS operator mode). With it, every Producer and Consumer gets its own short-lived NATS user; without it, bindings carry no credentials (a hub without auth). Read once; never logged.")
+	fs.StringVar(&s.credentials.account, "nats-account", "", "Public key (A...) of the account the signing key belongs to; required with --nats-account-signing-key-file.")
+	fs.DurationVar(&s.credentials.ttl, "credentials-ttl", 24*time.Hour, "Lifetime of each Producer's and Consumer's NATS user. They are renewed when a third of it is left; the server disconnects a client whose user expired, so this also bounds how long a deleted or narrowed Producer or Consumer keeps access.")
 	s.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -106,12 +140,47 @@ func parseFlags(args []string) (settings, error) {
 		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst: must be positive, got %v and %d", s.kubeQPS, s.kubeBurst))
 	}
 	errs = append(errs, s.nats.Validate())
+	if s.bindingURL == "" {
+		s.bindingURL = natsconn.WithoutUserInfo(s.nats.URL)
+	} else if err := natsconn.CheckURLs(s.bindingURL); err != nil {
+		errs = append(errs, fmt.Errorf("--binding-nats-url: %w", err))
+	} else if natsconn.HasUserInfo(s.bindingURL) {
+		errs = append(errs, errors.New("--binding-nats-url: must not embed a user, password or token: every binding would carry it; workloads authenticate with their own credentials"))
+	}
+	errs = append(errs, s.credentials.validate())
 	return s, errors.Join(errs...)
+}
+
+// validate never echoes --nats-account: a seed pasted there by mistake must
+// not reach a log.
+func (c credentialSettings) validate() error {
+	var errs []error
+	switch {
+	case (c.signingKeyFile == "") != (c.account == ""):
+		errs = append(errs, errors.New("--nats-account-signing-key-file and --nats-account: set both or neither"))
+	case c.account != "" && strings.HasPrefix(c.account, "S"):
+		errs = append(errs, errors.New("--nats-account: this looks like a seed; give the account's public key (it starts with A), and keep the seed in the key file"))
+	case c.account != "" && !nkeys.IsValidPublicAccountKey(c.account):
+		errs = append(errs, errors.New("--nats-account: not an account public key (56 characters starting with A)"))
+	}
+	if c.signingKeyFile != "" {
+		if info, err := os.Stat(c.signingKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-account-signing-key-file: %w", err))
+		} else if info.IsDir() {
+			errs = append(errs, fmt.Errorf("--nats-account-signing-key-file: %s is a directory, want a file", c.signingKeyFile))
+		}
+	}
+	if c.ttl < credentials.MinTTL {
+		errs = append(errs, fmt.Errorf("--credentials-ttl: must be at least %s (credentials are renewed when a third is left, and a renewed Secret takes up to a minute or two to reach a pod), got %s", credentials.MinTTL, c.ttl))
+	}
+	return errors.Join(errs...)
 }
 
 // run sets the manager up, connects to NATS and blocks until ctx is canceled.
 func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 	log := ctrl.Log.WithName("setup")
+	restConfig = rest.CopyConfig(restConfig)
+	restConfig.QPS, restConfig.Burst = float32(s.kubeQPS), s.kubeBurst
 
 	scheme := runtime.NewScheme()
 	if err := errors.Join(clientgoscheme.AddToScheme(scheme), hubflowv1alpha1.AddToScheme(scheme)); err != nil {
@@ -125,8 +194,21 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 		// denial of service, and a metrics scrape gains nothing from HTTP/2.
 		metrics.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
 	}
+	var issuer *credentials.Issuer
+	if s.credentials.signingKeyFile != "" {
+		var err error
+		if issuer, err = credentials.LoadIssuer(s.credentials.signingKeyFile, s.credentials.account, s.credentials.ttl); err != nil {
+			return err
+		}
+		log.Info("issuing a NATS user to every Producer and Consumer", "account", issuer.Account(),
+			"signingKey", issuer.SigningKey(), "ttl", issuer.TTL())
+	} else {
+		log.Info("no account signing key: bindings carry no NATS credentials, as for a hub without auth")
+	}
+
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
+		Cache:                         controllers.CacheOptions(s.watchNamespaces...),
 		Metrics:                       metrics,
 		HealthProbeBindAddress:        s.probeAddr,
 		LeaderElection:                s.leaderElect,
@@ -152,11 +234,12 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 	if err := mgr.AddReadyzCheck("nats", natsconn.ReadyCheck(nc)); err != nil {
 		return fmt.Errorf("adding readyz check: %w", err)
 	}
-	if err := setupReconcilers(mgr, nc, s); err != nil {
+	if err := setupReconcilers(mgr, nc, s, issuer); err != nil {
 		return err
 	}
 
-	log.Info("starting manager", "nats", natsconn.RedactURL(s.nats.URL),
+	log.Info("starting manager", "nats", natsconn.RedactURL(s.nats.URL), "bindingURL", s.bindingURL,
+		"watchNamespaces", s.watchNamespaces,
 		"leaderElection", s.leaderElect, "maxConcurrentReconciles", s.maxConcurrentReconciles,
 		"resyncInterval", s.resyncInterval)
 	return mgr.Start(ctx)
@@ -164,10 +247,13 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 
 // setupReconcilers registers the Topic, Producer and Consumer reconcilers,
 // the advisory watch and the lag collector with mgr, all sharing nc.
-func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings) error {
+// issuer is nil for a hub without auth.
+func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings, issuer *credentials.Issuer) error {
 	return controllers.Setup(mgr, nc, controllers.Options{
 		ResyncInterval:          s.resyncInterval,
 		ObserveInterval:         s.observeInterval,
 		MaxConcurrentReconciles: s.maxConcurrentReconciles,
+		Credentials:             issuer,
+		BindingURL:              s.bindingURL,
 	})
 }

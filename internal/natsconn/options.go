@@ -55,14 +55,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 // fails at start-up with the whole list rather than one error per restart.
 func (o *Options) Validate() error {
 	var errs []error
-	if strings.TrimSpace(o.URL) == "" {
-		errs = append(errs, errors.New("--nats-url: must not be empty"))
-	} else {
-		for _, raw := range strings.Split(o.URL, ",") {
-			if err := checkURL(strings.TrimSpace(raw)); err != nil {
-				errs = append(errs, fmt.Errorf("--nats-url: %w", err))
-			}
-		}
+	if err := CheckURLs(o.URL); err != nil {
+		errs = append(errs, fmt.Errorf("--nats-url: %w", err))
 	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		errs = append(errs, errors.New("--nats-tls-cert and --nats-tls-key: set both or neither"))
@@ -81,6 +75,27 @@ func (o *Options) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CheckURLs checks a comma-separated list of NATS URLs, reporting every bad
+// entry without echoing user information.
+func CheckURLs(urls string) error {
+	if strings.TrimSpace(urls) == "" {
+		return errors.New("must not be empty")
+	}
+	var errs []error
+	for _, raw := range strings.Split(urls, ",") {
+		if err := checkURL(strings.TrimSpace(raw)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// HasUserInfo reports whether some URL of a comma-separated list embeds a
+// user, a password or a token.
+func HasUserInfo(urls string) bool {
+	return strings.Contains(urls, "@")
 }
 
 // checkURL accepts what the NATS client accepts: a URL with a host, or a bare host:port.
@@ -124,6 +139,16 @@ func checkFile(path string) error {
 // RedactURL replaces the user information of every URL in a comma-separated list,
 // so a URL can be logged: NATS URLs may embed a user and password or a bare token.
 func RedactURL(urls string) string {
+	return replaceUserInfo(urls, "redacted@")
+}
+
+// WithoutUserInfo drops the user information of every URL in a
+// comma-separated list: what is left can be handed to others.
+func WithoutUserInfo(urls string) string {
+	return replaceUserInfo(urls, "")
+}
+
+func replaceUserInfo(urls, with string) string {
 	parts := strings.Split(urls, ",")
 	for i, raw := range parts {
 		raw = strings.TrimSpace(raw)
@@ -138,7 +163,7 @@ func RedactURL(urls string) string {
 			scheme, rest = raw[:s+3], raw[s+3:]
 			at -= s + 3
 		}
-		parts[i] = scheme + "redacted@" + rest[at+1:]
+		parts[i] = scheme + with + rest[at+1:]
 	}
 	return strings.Join(parts, ",")
 }

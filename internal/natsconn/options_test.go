@@ -87,3 +87,27 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestWithoutUserInfo(t *testing.T) {
+	tests := []struct {
+		in, want string
+		had      bool
+	}{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222", false},
+		{"nats://alice:s3cret@hub:4222", "nats://hub:4222", true},
+		{"nats://tok3n@hub:4222", "nats://hub:4222", true},
+		{"alice:s3cret@hub:4222", "hub:4222", true},
+		{"nats://a:1, tls://u:p@b:2", "nats://a:1,tls://b:2", true},
+	}
+	for _, tt := range tests {
+		if got := WithoutUserInfo(tt.in); got != tt.want {
+			t.Errorf("WithoutUserInfo(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if got := HasUserInfo(tt.in); got != tt.had {
+			t.Errorf("HasUserInfo(%q) = %v, want %v", tt.in, got, tt.had)
+		}
+	}
+	if err := CheckURLs("nats://a:1,http://u:pw@b:2"); err == nil || strings.Contains(err.Error(), "pw") {
+		t.Errorf("CheckURLs = %v, want an error that does not echo the password", err)
+	}
+}

@@ -26,16 +26,36 @@ type Manager struct {
 	done   chan error
 }
 
-// Start connects to natsURL and runs the manager until Stop.
+// Start connects to natsURL without credentials and runs the manager until
+// Stop. Bindings get natsURL unless opts.BindingURL says otherwise.
 func Start(cfg *rest.Config, scheme *runtime.Scheme, natsURL string, opts controllers.Options) (*Manager, error) {
+	return StartWith(cfg, scheme, natsconn.Options{URL: natsURL}, opts)
+}
+
+// StartWith is Start with the manager's own connection spelled out, for a
+// hub with auth: conn.CredsFile is the manager's user. Unset Name and
+// ReconnectWait get test defaults; an unset opts.BindingURL is conn.URL.
+func StartWith(cfg *rest.Config, scheme *runtime.Scheme, conn natsconn.Options, opts controllers.Options) (*Manager, error) {
+	if conn.Name == "" {
+		conn.Name = "hubflow-manager"
+	}
+	if conn.ReconnectWait == 0 {
+		conn.ReconnectWait = 100 * time.Millisecond
+	}
+	if opts.BindingURL == "" {
+		opts.BindingURL = conn.URL
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	conn := natsconn.Options{URL: natsURL, Name: "hubflow-manager", ReconnectWait: 100 * time.Millisecond}
 	nc, err := conn.Connect(logr.NewContext(ctx, ctrl.Log))
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:   controllers.CacheOptions(),
+	})
 	if err == nil {
 		err = controllers.Setup(mgr, nc, opts)
 	}

@@ -1,7 +1,8 @@
 // Package testnats runs real nats-servers in-process for tests, benchmarks
 // and the local demo: a single JetStream server, or a three-node JetStream
 // cluster on loopback, each restartable on the same ports and storage so a
-// test can cut the hub off and bring it back.
+// test can cut the hub off and bring it back; and a server in operator (JWT)
+// mode with a made-up key hierarchy (operator.go).
 package testnats
 
 import (
@@ -22,6 +23,8 @@ import (
 type Server struct {
 	opts *server.Options
 	srv  *server.Server
+	// resolver, when set, makes the account resolver of each start.
+	resolver func() (server.AccountResolver, error)
 }
 
 // Start runs a JetStream server on 127.0.0.1 with its store in dir. port 0
@@ -45,6 +48,16 @@ func Start(dir string, port int) (*Server, error) {
 }
 
 func (s *Server) start() error {
+	if s.resolver != nil {
+		r, err := s.resolver()
+		if err != nil {
+			return fmt.Errorf("account resolver: %w", err)
+		}
+		s.opts.AccountResolver = r
+		// The server derives its trusted keys from the operators into the
+		// options it was given; a restart must start from the operators.
+		s.opts.TrustedKeys = nil
+	}
 	srv, err := server.NewServer(s.opts)
 	if err != nil {
 		return fmt.Errorf("nats-server: %w", err)

@@ -1,0 +1,148 @@
+package testnats
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+)
+
+// Trust is the key hierarchy of a server in operator (JWT) mode, made up on
+// the spot the way an administrator makes it with nsc: an operator, a system
+// account, and one application account with JetStream and an account
+// signing key. Everything in it is a test secret.
+type Trust struct {
+	Operator nkeys.KeyPair
+	System   nkeys.KeyPair
+	Account  nkeys.KeyPair
+	// AccountKey is the application account's public key.
+	AccountKey string
+	// SigningKey is an (unscoped) signing key the account JWT lists; its
+	// seed is what the hubflow manager is given.
+	SigningKey nkeys.KeyPair
+
+	operatorJWT, systemJWT, accountJWT string
+}
+
+// NewTrust makes an operator, its system account and an application account
+// with unlimited JetStream and one signing key.
+func NewTrust() (*Trust, error) {
+	t := &Trust{}
+	var err error
+	for _, k := range []struct {
+		kp     *nkeys.KeyPair
+		create func() (nkeys.KeyPair, error)
+	}{
+		{&t.Operator, nkeys.CreateOperator},
+		{&t.System, nkeys.CreateAccount},
+		{&t.Account, nkeys.CreateAccount},
+		{&t.SigningKey, nkeys.CreateAccount},
+	} {
+		if *k.kp, err = k.create(); err != nil {
+			return nil, err
+		}
+	}
+	opPub, _ := t.Operator.PublicKey()
+	sysPub, _ := t.System.PublicKey()
+	t.AccountKey, _ = t.Account.PublicKey()
+	skPub, _ := t.SigningKey.PublicKey()
+
+	op := jwt.NewOperatorClaims(opPub)
+	op.Name = "hubflow-test"
+	op.SystemAccount = sysPub
+	if t.operatorJWT, err = op.Encode(t.Operator); err != nil {
+		return nil, fmt.Errorf("operator JWT: %w", err)
+	}
+	sys := jwt.NewAccountClaims(sysPub)
+	sys.Name = "SYS"
+	if t.systemJWT, err = sys.Encode(t.Operator); err != nil {
+		return nil, fmt.Errorf("system account JWT: %w", err)
+	}
+	acc := jwt.NewAccountClaims(t.AccountKey)
+	acc.Name = "HUBFLOW"
+	acc.SigningKeys.Add(skPub)
+	acc.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	if t.accountJWT, err = acc.Encode(t.Operator); err != nil {
+		return nil, fmt.Errorf("account JWT: %w", err)
+	}
+	return t, nil
+}
+
+// SigningSeed is the account signing key's seed, as the file an
+// administrator mounts into the manager.
+func (t *Trust) SigningSeed() []byte {
+	seed, _ := t.SigningKey.Seed()
+	return append([]byte(nil), seed...)
+}
+
+// UserCreds mints a user of the application account, signed with the
+// account's own key (as an administrator does with nsc), with pub and sub
+// as allow lists; none means no restriction.
+func (t *Trust) UserCreds(name string, pub, sub []string) ([]byte, error) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	userPub, _ := user.PublicKey()
+	claims := jwt.NewUserClaims(userPub)
+	claims.Name = name
+	claims.Pub.Allow.Add(pub...)
+	claims.Sub.Allow.Add(sub...)
+	token, err := claims.Encode(t.Account)
+	if err != nil {
+		return nil, err
+	}
+	seed, _ := user.Seed()
+	return jwt.FormatUserConfig(token, seed)
+}
+
+// StartOperatorMode runs a JetStream server on 127.0.0.1 that trusts only
+// t's operator and resolves accounts with the full NATS resolver (a
+// directory of account JWTs under dir, kept in sync through the system
+// account), preloaded with t's two accounts as `nsc push` would.
+func StartOperatorMode(dir string, t *Trust) (*Server, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	op, err := jwt.DecodeOperatorClaims(t.operatorJWT)
+	if err != nil {
+		return nil, err
+	}
+	sysPub, _ := t.System.PublicKey()
+	jwtDir := filepath.Join(dir, "jwt")
+	if err := os.MkdirAll(jwtDir, 0o700); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts: &server.Options{
+			ServerName: fmt.Sprintf("hub-%d", port),
+			Host:       "127.0.0.1", Port: port,
+			JetStream: true, StoreDir: filepath.Join(dir, "js"),
+			NoSigs: true, NoLog: true,
+			TrustedOperators: []*jwt.OperatorClaims{op},
+			SystemAccount:    sysPub,
+		},
+		// A resolver is closed when its server shuts down, so every
+		// (re)start gets a new one over the same directory.
+		resolver: func() (server.AccountResolver, error) {
+			// A lone server has no peer to fetch an unknown account from:
+			// give up on one quickly.
+			r, err := server.NewDirAccResolver(jwtDir, 0, time.Minute, server.NoDelete, server.FetchTimeout(200*time.Millisecond))
+			if err != nil {
+				return nil, err
+			}
+			for _, acc := range []struct{ pub, jwt string }{{sysPub, t.systemJWT}, {t.AccountKey, t.accountJWT}} {
+				if err := r.Store(acc.pub, acc.jwt); err != nil {
+					return nil, err
+				}
+			}
+			return r, nil
+		},
+	}
+	return s, s.start()
+}

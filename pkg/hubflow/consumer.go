@@ -1,0 +1,239 @@
+package hubflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubflow/hubflow/pkg/binding"
+)
+
+// ConsumerStats counts what a Consumer did since it was created.
+type ConsumerStats struct {
+	Delivered     uint64 // messages received from the server
+	Processed     uint64 // handler calls that returned nil
+	HandlerErrors uint64 // handler calls that failed (including panics)
+	Acked         uint64 // acknowledgements sent (DoubleAck: confirmed by the server)
+	AckFailures   uint64 // acknowledgements that could not be sent or confirmed
+	Naked         uint64 // redeliveries asked for
+	Terminated    uint64 // poison messages terminated
+	Skipped       uint64 // redeliveries of recorded keys acknowledged without the handler
+	Dropped       uint64 // AtMostOnce: a message at or below one already delivered, not handed over
+}
+
+// Consumer reads a Topic through the durable its binding names, and
+// acknowledges the way the binding's policy says:
+//
+//   - AtMostOnce (ack None): the handler runs once per delivery, nothing is
+//     acknowledged, nothing is redelivered. A message below the last stream
+//     sequence this consumer delivered is dropped, so a replay after a
+//     consumer leader change is not processed twice.
+//   - AtLeastOnce (ack Ack): acknowledge after the handler succeeded; on
+//     error ask for redelivery after the binding's delay; terminate poison.
+//     A crash between the handler and the ack redelivers: handlers must
+//     tolerate duplicates.
+//   - ExactlyOnce (ack DoubleAck): as AtLeastOnce, but the acknowledgement
+//     waits for the server's confirmation (retried), and the handler gets a
+//     stable IdempotencyKey. WithDedup records processed keys so a
+//     redelivery after a lost acknowledgement is not processed again; see
+//     Dedup for the gap that only an idempotent side effect closes.
+//
+// The Consumer binds to the existing durable (it needs only CONSUMER.INFO,
+// CONSUMER.MSG.NEXT and ACK permissions) and creates nothing.
+type Consumer struct {
+	b    binding.Binding
+	o    *options
+	nc   *nats.Conn
+	cons jetstream.Consumer
+	log  *slog.Logger
+
+	running atomic.Bool
+
+	keysMu sync.Mutex
+	keys   map[string]chan struct{} // idempotency keys being handled now
+
+	delivered, processed, handlerErrors, acked, ackFailures atomic.Uint64
+	naked, terminated, skipped, dropped                     atomic.Uint64
+}
+
+// NewConsumer connects with a consumer binding and binds to its durable. It
+// waits until the hub answers or ctx ends.
+func NewConsumer(ctx context.Context, b binding.Binding, opts ...Option) (*Consumer, error) {
+	if b.Role != binding.RoleConsumer {
+		return nil, fmt.Errorf("%w: NewConsumer got a %q binding for stream %s", ErrWrongRole, b.Role, b.Stream)
+	}
+	switch b.Ack {
+	case binding.AckNone, binding.AckExplicit, binding.AckDoubleAck:
+	default:
+		return nil, fmt.Errorf("hubflow: consumer binding %s/%s has %s %q, want %s, %s or %s",
+			b.Stream, b.Durable, binding.KeyAck, b.Ack, binding.AckNone, binding.AckExplicit, binding.AckDoubleAck)
+	}
+	o := newOptions(opts)
+	if o.name == "" {
+		o.name = "hubflow-consumer " + b.Stream + "/" + b.Durable
+	}
+	nc, err := connect(ctx, b, o, connEvents{})
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("hubflow: %w", err)
+	}
+	cons, err := js.Consumer(ctx, b.Stream, b.Durable)
+	if err != nil {
+		nc.Close()
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("hubflow: durable %q on stream %q does not exist (is its Consumer Ready?): %w", b.Durable, b.Stream, err)
+		}
+		return nil, fmt.Errorf("hubflow: looking up durable %q on stream %q: %w", b.Durable, b.Stream, err)
+	}
+	if none := cons.CachedInfo().Config.AckPolicy == jetstream.AckNonePolicy; none != (b.Ack == binding.AckNone) {
+		nc.Close()
+		return nil, fmt.Errorf("hubflow: durable %q acknowledges with %s but the binding says %s %q: the binding is stale",
+			b.Durable, cons.CachedInfo().Config.AckPolicy, binding.KeyAck, b.Ack)
+	}
+	return &Consumer{
+		b: b, o: o, nc: nc, cons: cons,
+		log:  o.logger.With("stream", b.Stream, "durable", b.Durable, "semantic", b.Semantic),
+		keys: map[string]chan struct{}{},
+	}, nil
+}
+
+// Run hands every message to h until ctx ends, then drains: it stops
+// pulling, lets the handlers finish the messages already received and
+// acknowledges them, bounded by the drain timeout, and returns nil. It
+// returns an error when the consumer cannot go on: its connection was
+// closed, its durable deleted. Reconnects and leader changes are handled
+// inside: pulling resumes, and acknowledgements sent while disconnected are
+// buffered and delivered on reconnect. Run may be called once at a time.
+func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("hubflow: Consumer.Run is already running")
+	}
+	defer c.running.Store(false)
+	if c.nc.IsClosed() {
+		return ErrClosed
+	}
+	// Handlers and their acknowledgements outlive ctx by the drain
+	// timeout; hard ends both.
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	var (
+		wg   sync.WaitGroup
+		work chan jetstream.Msg
+	)
+	if c.o.concurrency > 1 {
+		work = make(chan jetstream.Msg)
+		for range c.o.concurrency {
+			wg.Go(func() {
+				for m := range work {
+					c.process(hard, h, m)
+				}
+			})
+		}
+	}
+	var lastSeq uint64 // AtMostOnce duplicate guard; messages arrive one at a time
+	var fatal atomic.Pointer[error]
+	// Consume, not Messages: its subscription queues what arrives while the
+	// handlers are busy (after a reconnect the client pulls a full batch
+	// again), where the iterator's bounded channel would drop it.
+	cc, err := c.cons.Consume(func(m jetstream.Msg) {
+		c.delivered.Add(1)
+		if c.b.Ack == binding.AckNone {
+			if meta, err := m.Metadata(); err == nil {
+				if meta.Sequence.Stream <= lastSeq {
+					c.dropped.Add(1)
+					return
+				}
+				lastSeq = meta.Sequence.Stream
+			}
+		}
+		if work == nil {
+			c.process(hard, h, m)
+			return
+		}
+		select {
+		case work <- m:
+		case <-hard.Done():
+		}
+	},
+		jetstream.PullMaxMessages(c.o.batch),
+		jetstream.PullExpiry(c.o.pullExpiry),
+		jetstream.PullHeartbeat(c.o.pullExpiry/5),
+		jetstream.ConsumeErrHandler(func(cc jetstream.ConsumeContext, err error) {
+			switch {
+			case errors.Is(err, jetstream.ErrConnectionClosed):
+				err = fmt.Errorf("hubflow: consumer %s/%s: connection closed: %w", c.b.Stream, c.b.Durable, ErrClosed)
+				fatal.CompareAndSwap(nil, &err)
+			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrBadRequest):
+				err = fmt.Errorf("hubflow: consumer %s/%s stopped: %w", c.b.Stream, c.b.Durable, err)
+				fatal.CompareAndSwap(nil, &err)
+				cc.Stop()
+			default:
+				// Missed heartbeats, a leader change, a reconnect: the
+				// client pulls again by itself.
+				c.log.Debug("pulling again", "reason", err)
+			}
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("hubflow: pulling from %s/%s: %w", c.b.Stream, c.b.Durable, err)
+	}
+	select {
+	case <-ctx.Done():
+		cc.Drain()
+		t := time.NewTimer(c.o.drainTimeout)
+		select {
+		case <-cc.Closed():
+		case <-t.C:
+			c.log.Warn("drain timeout: abandoning messages still held; they are redelivered after the ack wait")
+			cc.Stop()
+			cancelHard()
+		}
+		t.Stop()
+	case <-cc.Closed():
+	}
+	if work != nil {
+		close(work)
+		wg.Wait()
+	}
+	if c.nc.IsClosed() {
+		fatal.CompareAndSwap(nil, new(fmt.Errorf("hubflow: consumer %s/%s: connection closed: %w", c.b.Stream, c.b.Durable, ErrClosed)))
+	}
+	if ctx.Err() == nil {
+		if err := fatal.Load(); err != nil {
+			return *err
+		}
+	}
+	return nil
+}
+
+// Stats returns the consumer's counters.
+func (c *Consumer) Stats() ConsumerStats {
+	return ConsumerStats{
+		Delivered: c.delivered.Load(), Processed: c.processed.Load(), HandlerErrors: c.handlerErrors.Load(),
+		Acked: c.acked.Load(), AckFailures: c.ackFailures.Load(), Naked: c.naked.Load(),
+		Terminated: c.terminated.Load(), Skipped: c.skipped.Load(), Dropped: c.dropped.Load(),
+	}
+}
+
+// Close closes the connection. Run returns once it notices; prefer ending
+// Run's context for a graceful stop.
+func (c *Consumer) Close() { c.nc.Close() }
+
+// Conn is the consumer's connection, for status and metrics. Closing it ends
+// the consumer like a crash would: whatever it has not acknowledged is
+// redelivered after the ack wait.
+func (c *Consumer) Conn() *nats.Conn { return c.nc }
+
+// Binding is the binding the consumer was made from.
+func (c *Consumer) Binding() binding.Binding { return c.b }

@@ -1,0 +1,221 @@
+package hubflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubflow/hubflow/pkg/binding"
+)
+
+// Handler processes one delivery. Its error decides what an acknowledging
+// consumer tells the stream: nil acknowledges, Poison(err) terminates the
+// message (never redelivered), RetryAfter(err, d) asks for redelivery after
+// d, any other error asks for redelivery after the binding's delay for that
+// attempt. A panic counts as an error. An AtMostOnce consumer acknowledges
+// nothing: an error is logged and the message is gone.
+//
+// ctx is not Run's: it stays alive when Run's context ends, so the handler
+// can finish the message in hand during the drain, and ends when the drain
+// timeout has passed.
+type Handler func(ctx context.Context, d *Delivery) error
+
+// Delivery is one message handed to a Handler.
+type Delivery struct {
+	Subject string
+	Data    []byte
+	Header  nats.Header
+	// IdempotencyKey is stable across redeliveries of the same message: its
+	// Nats-Msg-Id (an ExactlyOnce producer always sets one), else
+	// "<stream>:<stream sequence>". Key side effects by it to make them
+	// idempotent.
+	IdempotencyKey string
+	Stream         string
+	Sequence       uint64 // stream sequence
+	NumDelivered   uint64 // 1 on the first delivery
+	Published      time.Time
+
+	msg jetstream.Msg
+}
+
+// InProgress tells the server the handler is still working, resetting the
+// ack wait, so long work is not redelivered to another worker meanwhile.
+// A no-op for an AtMostOnce consumer.
+func (d *Delivery) InProgress() error {
+	if d.msg == nil {
+		return nil
+	}
+	return d.msg.InProgress()
+}
+
+func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
+	d := c.delivery(m)
+	if c.b.Ack == binding.AckNone {
+		if err := c.call(ctx, h, d); err != nil {
+			c.log.Warn("handler failed; AtMostOnce does not redeliver", "subject", d.Subject, "sequence", d.Sequence, "error", err)
+		}
+		return
+	}
+	if c.o.dedup != nil {
+		release, ok := c.claim(ctx, d.IdempotencyKey)
+		if !ok {
+			return // shutting down; the message comes back after the ack wait
+		}
+		defer release()
+		seen, err := c.o.dedup.Seen(ctx, d.IdempotencyKey)
+		if err != nil {
+			c.handlerErrors.Add(1)
+			c.settle(ctx, d, fmt.Errorf("checking the dedup record: %w", err))
+			return
+		}
+		if seen {
+			c.skipped.Add(1)
+			c.settle(ctx, d, nil)
+			return
+		}
+	}
+	err := c.call(ctx, h, d)
+	if err == nil && c.o.dedup != nil {
+		if rerr := c.o.dedup.Record(ctx, d.IdempotencyKey); rerr != nil {
+			// Acknowledge anyway: the side effect is done. Only a redelivery
+			// (a lost ack) would now run the handler twice.
+			c.log.Error("processed but not recorded: a redelivery would run the handler again",
+				"key", d.IdempotencyKey, "error", rerr)
+		}
+	}
+	c.settle(ctx, d, err)
+}
+
+// call runs the handler, turning a panic into an error.
+func (c *Consumer) call(ctx context.Context, h Handler, d *Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+		if err != nil {
+			c.handlerErrors.Add(1)
+		} else {
+			c.processed.Add(1)
+		}
+	}()
+	return h(ctx, d)
+}
+
+// settle acknowledges, naks or terminates d according to the handler's
+// result and the binding's ack mode.
+func (c *Consumer) settle(ctx context.Context, d *Delivery, herr error) {
+	var err error
+	var poison *poisonError
+	var retry *retryError
+	switch {
+	case herr == nil && c.b.Ack == binding.AckDoubleAck:
+		err = c.doubleAck(ctx, d)
+	case herr == nil:
+		err = d.msg.Ack()
+	case errors.As(herr, &poison):
+		err = d.msg.TermWithReason(herr.Error())
+		c.terminated.Add(1)
+		c.log.Warn("poison message terminated", "subject", d.Subject, "sequence", d.Sequence, "error", herr)
+	case errors.As(herr, &retry):
+		err = d.msg.NakWithDelay(retry.delay)
+		c.naked.Add(1)
+	default:
+		err = d.msg.NakWithDelay(c.redeliveryDelay(d.NumDelivered))
+		c.naked.Add(1)
+		c.log.Debug("handler failed; asked for redelivery", "subject", d.Subject, "sequence", d.Sequence, "error", herr)
+	}
+	if err != nil {
+		c.ackFailures.Add(1)
+		c.log.Warn("acknowledgement not delivered; the message comes back after the ack wait",
+			"subject", d.Subject, "sequence", d.Sequence, "error", err)
+		return
+	}
+	if herr == nil {
+		c.acked.Add(1)
+	}
+}
+
+// doubleAck waits for the server to confirm the acknowledgement, retrying a
+// few times: an unconfirmed ack may still have landed, and a redelivery of a
+// message whose ack was lost is what Dedup is for.
+func (c *Consumer) doubleAck(ctx context.Context, d *Delivery) error {
+	const attempts = 3
+	timeout := min(max(c.b.AckWait/2, time.Second), 5*time.Second)
+	var err error
+	for i := range attempts {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		err = d.msg.DoubleAck(actx)
+		cancel()
+		if err == nil || errors.Is(err, nats.ErrConnectionClosed) || ctx.Err() != nil {
+			return err
+		}
+		if i < attempts-1 {
+			select {
+			case <-time.After(time.Duration(i+1) * 100 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return err
+}
+
+// redeliveryDelay is the binding's wait for the given delivery attempt; the
+// last one repeats.
+func (c *Consumer) redeliveryDelay(numDelivered uint64) time.Duration {
+	delays := c.b.RedeliveryDelays
+	if len(delays) == 0 {
+		return c.b.AckWait
+	}
+	i := min(int(max(numDelivered, 1))-1, len(delays)-1)
+	return delays[i]
+}
+
+// claim waits until no other worker of this process handles key, and
+// marks it as handled until release. It fails only when ctx ends.
+func (c *Consumer) claim(ctx context.Context, key string) (release func(), ok bool) {
+	for {
+		c.keysMu.Lock()
+		busy, ok := c.keys[key]
+		if !ok {
+			done := make(chan struct{})
+			c.keys[key] = done
+			c.keysMu.Unlock()
+			return func() {
+				c.keysMu.Lock()
+				delete(c.keys, key)
+				c.keysMu.Unlock()
+				close(done)
+			}, true
+		}
+		c.keysMu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+func (c *Consumer) delivery(m jetstream.Msg) *Delivery {
+	d := &Delivery{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()}
+	if c.b.Ack != binding.AckNone {
+		d.msg = m
+	}
+	if meta, err := m.Metadata(); err == nil {
+		d.Stream, d.Sequence, d.NumDelivered, d.Published = meta.Stream, meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
+	}
+	if id := d.Header.Get(jetstream.MsgIDHeader); id != "" {
+		d.IdempotencyKey = id
+	} else {
+		d.IdempotencyKey = d.Stream + ":" + formatSeq(d.Sequence)
+	}
+	return d
+}
+
+func formatSeq(s uint64) string { return strconv.FormatUint(s, 10) }

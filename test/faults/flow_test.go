@@ -1,0 +1,140 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testnats"
+	"github.com/hubflow/hubflow/pkg/binding"
+)
+
+// flow is one Topic with one Producer and one Consumer of a semantic,
+// compiled the way the operator compiles them, and the bindings the
+// operator would hand the two workloads.
+type flow struct {
+	sem      hubflowv1.DeliverySemantic
+	stream   jetstream.StreamConfig
+	durable  jetstream.ConsumerConfig
+	producer binding.Binding
+	consumer binding.Binding
+	noDedup  bool // sabotage: ExactlyOnce consumers without their dedup record
+}
+
+// Short waits keep a 10,000-message run with faults within a minute: a
+// message whose ack was lost comes back after 2s, a publish is retried
+// after 2s without an ack.
+const (
+	ackWait    = 2 * time.Second
+	ackTimeout = 2 * time.Second
+	retries    = 30
+	retryWait  = 250 * time.Millisecond
+)
+
+func newFlow(sem hubflowv1.DeliverySemantic, url string) (*flow, error) {
+	name := "faults-" + strings.ToLower(string(sem))
+	topic := &hubflowv1.Topic{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "faults", Name: name},
+		Spec:       hubflowv1.TopicSpec{Semantic: sem, Replicas: 3, Storage: hubflowv1.FileStorage},
+	}
+	if sem == hubflowv1.AtMostOnce {
+		topic.Spec.Storage = hubflowv1.MemoryStorage
+	}
+	prod := &hubflowv1.Producer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "faults", Name: name + "-producer"},
+		Spec:       hubflowv1.ProducerSpec{TopicRef: hubflowv1.TopicReference{Name: name}},
+	}
+	cons := &hubflowv1.Consumer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "faults", Name: name + "-consumer"},
+		Spec:       hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: name}, DeliverPolicy: hubflowv1.DeliverAll},
+	}
+	if sem != hubflowv1.AtMostOnce {
+		r := int32(retries)
+		prod.Spec.Publish = &hubflowv1.PublishPolicy{
+			AckTimeout: &metav1.Duration{Duration: ackTimeout}, Retries: &r, RetryWait: &metav1.Duration{Duration: retryWait},
+		}
+		cons.Spec.AckWait = &metav1.Duration{Duration: ackWait}
+	}
+	f := &flow{sem: sem, stream: semantic.Stream(topic)}
+	var err error
+	if f.durable, err = semantic.Consumer(topic, cons, sem); err != nil {
+		return nil, err
+	}
+	pp, err := semantic.Producer(topic, prod, sem)
+	if err != nil {
+		return nil, err
+	}
+	cp := semantic.ConsumerClientPolicy(sem, f.durable)
+	// Through the Secret's encoding and back, as a workload reads them.
+	if f.producer, err = binding.Decode(producerBinding(url, f.stream.Name, pp).Data()); err != nil {
+		return nil, fmt.Errorf("producer binding: %w", err)
+	}
+	if f.consumer, err = binding.Decode(consumerBinding(url, f.stream.Name, f.durable.Durable, cp).Data()); err != nil {
+		return nil, fmt.Errorf("consumer binding: %w", err)
+	}
+	return f, nil
+}
+
+// create makes the stream and the durable, retrying while the cluster's
+// meta leader settles, and waits until every node routes the producer's
+// subject to the stream: a core publish (AtMostOnce) sent to a node that
+// has not heard of the stream yet is dropped, which is not the fault under
+// test.
+func (f *flow) create(ctx context.Context, js jetstream.JetStream, c *testnats.Cluster) error {
+	err := retry(ctx, func() error {
+		if _, err := js.CreateOrUpdateStream(ctx, f.stream); err != nil {
+			return err
+		}
+		_, err := js.CreateOrUpdateConsumer(ctx, f.stream.Name, f.durable)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	subject := f.producer.Subjects[0]
+	return retry(ctx, func() error {
+		for _, n := range c.Nodes {
+			if !n.Server().GlobalAccount().SubscriptionInterest(subject) {
+				return fmt.Errorf("%s does not route %s yet", n.Server().Name(), subject)
+			}
+		}
+		return nil
+	})
+}
+
+func producerBinding(url, stream string, p semantic.ProducerPolicy) binding.Binding {
+	return binding.Binding{
+		Role: binding.RoleProducer, URL: url, Stream: stream, Subjects: p.Subjects, Semantic: string(p.Semantic),
+		WaitForAck: p.WaitForAck, MessageID: p.MessageID, AckTimeout: p.AckTimeout,
+		Retries: p.Retries, RetryWait: p.RetryWait, DuplicateWindow: p.DuplicateWindow,
+	}
+}
+
+func consumerBinding(url, stream, durable string, p semantic.ConsumerPolicy) binding.Binding {
+	return binding.Binding{
+		Role: binding.RoleConsumer, URL: url, Stream: stream, Durable: durable, Semantic: string(p.Semantic),
+		Ack: string(p.Ack), AckWait: p.AckWait, RedeliveryDelays: p.RedeliveryDelays,
+		MaxDeliver: p.MaxDeliver, IdempotencyKey: p.IdempotencyKey,
+	}
+}
+
+// retry calls fn until it succeeds or ctx ends.
+func retry(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
