@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +21,7 @@ import (
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/testenv"
 	"github.com/hubflow/hubflow/internal/testhub"
+	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/internal/testnats"
 )
 
@@ -35,7 +33,6 @@ var (
 	hubNATS *testnats.Server
 	js      jetstream.JetStream // the test's own view of the hub
 	ctx     = context.Background()
-	nsSeq   atomic.Int32
 )
 
 const (
@@ -90,35 +87,11 @@ func zapLevel() zapcore.Level {
 	return 2 // errors only
 }
 
-// namespace creates a fresh namespace for one test.
-func namespace(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("t%d-%s", nsSeq.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
-	if len(name) > 50 {
-		name = name[:50]
-	}
-	name = strings.TrimRight(name, "-")
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
-		t.Fatal(err)
-	}
-	return name
-}
+func namespace(t *testing.T) string { t.Helper(); return testkube.Namespace(t, k8s) }
 
-// eventually polls check until it returns nil or the timeout passes. It
-// waits for a state, it does not assert a duration.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still not true after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkube.Eventually(t, timeout, check)
 }
 
 const wait = 20 * time.Second
@@ -193,18 +166,10 @@ func create(t *testing.T, objs ...client.Object) {
 	}
 }
 
-func newTopic(ns, name string, sem hubflowv1.DeliverySemantic) *hubflowv1.Topic {
-	return &hubflowv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: hubflowv1.TopicSpec{Semantic: sem}}
-}
-
-func newConsumer(ns, name, topic string) *hubflowv1.Consumer {
-	return &hubflowv1.Consumer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: topic}}}
-}
-
-func newProducer(ns, name, topic string) *hubflowv1.Producer {
-	return &hubflowv1.Producer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: hubflowv1.ProducerSpec{TopicRef: hubflowv1.TopicReference{Name: topic}}}
-}
+var (
+	newTopic    = testkube.Topic
+	newConsumer = testkube.Consumer
+	newProducer = testkube.Producer
+)
 
 func semPtr(s hubflowv1.DeliverySemantic) *hubflowv1.DeliverySemantic { return &s }

@@ -54,8 +54,9 @@ func BenchmarkHubAtScale(b *testing.B) {
 	n := envInt("HUBFLOW_BENCH_N", 1000)
 	idle := envDuration("HUBFLOW_BENCH_IDLE", time.Minute)
 	observe := envDuration("HUBFLOW_BENCH_OBSERVE", 30*time.Second)
+	resync := envDuration("HUBFLOW_BENCH_RESYNC", 10*time.Minute)
 	for range b.N {
-		r := runScenario(b, n, idle, observe)
+		r := runScenario(b, n, idle, observe, resync)
 		b.ReportMetric(r.raw.Seconds(), "raw-jetstream-s")
 		b.ReportMetric(r.allReady.Seconds(), "all-ready-s")
 		b.ReportMetric(r.afterLastCreate.Seconds(), "ready-after-last-create-s")
@@ -72,7 +73,7 @@ type result struct {
 	idleJS, idleWrites                                  float64
 }
 
-func runScenario(b *testing.B, n int, idle, observe time.Duration) result {
+func runScenario(b *testing.B, n int, idle, observe, resync time.Duration) result {
 	ctrl.SetLogger(logr.Discard())
 	if os.Getenv("HUBFLOW_BENCH_LOG") != "" {
 		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
@@ -96,7 +97,7 @@ func runScenario(b *testing.B, n int, idle, observe time.Duration) result {
 	mcfg := rest.CopyConfig(env.Config)
 	mcfg.QPS, mcfg.Burst = float32(envInt("HUBFLOW_BENCH_QPS", 100)), envInt("HUBFLOW_BENCH_BURST", 200)
 	mgr, err := testhub.Start(mcfg, env.Scheme, hub.URL(), controllers.Options{
-		ResyncInterval: 10 * time.Minute, ObserveInterval: observe, MaxConcurrentReconciles: 4,
+		ResyncInterval: resync, ObserveInterval: observe, MaxConcurrentReconciles: 4,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -128,11 +129,14 @@ func runScenario(b *testing.B, n int, idle, observe time.Duration) result {
 		apiRequests(b, hub)-jsBefore, writes()-writesBefore,
 		float64(apiRequests(b, hub)-jsBefore)/float64(3*n), float64(writes()-writesBefore)/float64(3*n))
 
+	var parts []string
 	for k, v := range breakdown() {
 		if d := v - breakdownBefore[k]; d > 0 {
-			b.Logf("  writes while converging: %-40s %6.0f", k, d)
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, d))
 		}
 	}
+	slices.Sort(parts)
+	b.Logf("API-server writes while converging: %s", strings.Join(parts, ", "))
 
 	r.healMedian, r.healMax = measureHeal(b, hub, 5)
 	b.Logf("out-of-band stream deletion healed: median %s, max %s (5 deletions)", r.healMedian, r.healMax)
@@ -145,8 +149,8 @@ func runScenario(b *testing.B, n int, idle, observe time.Duration) result {
 	minutes := time.Since(t0).Minutes()
 	r.idleJS = float64(apiRequests(b, hub)-js0) / minutes
 	r.idleWrites = float64(writes()-w0) / minutes
-	b.Logf("idle for %s: %.1f JetStream API requests/min, %.1f API-server writes/min (observe interval %s, %d streams)",
-		time.Since(t0).Round(time.Second), r.idleJS, r.idleWrites, observe, n)
+	b.Logf("idle for %s: %.1f JetStream API requests/min, %.1f API-server writes/min (observe interval %s, resync interval %s, %d streams)",
+		time.Since(t0).Round(time.Second), r.idleJS, r.idleWrites, observe, resync, n)
 	return r
 }
 

@@ -22,6 +22,7 @@ import (
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/pkg/binding"
 )
 
@@ -736,19 +737,11 @@ func eventFor(t *testing.T, obj client.Object, reason string, words ...string) e
 	return found
 }
 
-func newTopic(ns, name string, sem hubflowv1.DeliverySemantic) *hubflowv1.Topic {
-	return &hubflowv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: hubflowv1.TopicSpec{Semantic: sem}}
-}
-
-func newConsumer(ns, name, topic string) *hubflowv1.Consumer {
-	return &hubflowv1.Consumer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: topic}}}
-}
-
-func newProducer(ns, name, topic string) *hubflowv1.Producer {
-	return &hubflowv1.Producer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: hubflowv1.ProducerSpec{TopicRef: hubflowv1.TopicReference{Name: topic}}}
-}
+var (
+	newTopic    = testkube.Topic
+	newConsumer = testkube.Consumer
+	newProducer = testkube.Producer
+)
 
 func semPtr(s hubflowv1.DeliverySemantic) *hubflowv1.DeliverySemantic { return &s }
 

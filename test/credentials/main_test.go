@@ -15,15 +15,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -33,6 +30,7 @@ import (
 	"github.com/hubflow/hubflow/internal/natsconn"
 	"github.com/hubflow/hubflow/internal/testenv"
 	"github.com/hubflow/hubflow/internal/testhub"
+	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/internal/testnats"
 )
 
@@ -49,7 +47,6 @@ var (
 	admin      jetstream.JetStream // the test's own, unrestricted view of the hub
 	bindingURL string
 	ctx        = context.Background()
-	nsSeq      atomic.Int32
 
 	// managerLog is everything the manager logged, at every verbosity.
 	managerLog syncBuffer
@@ -146,36 +143,11 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// namespace creates a fresh namespace for one test.
-func namespace(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("c%d-%s", nsSeq.Add(1), strings.ToLower(t.Name()[strings.LastIndex(t.Name(), "/")+1:]))
-	name = strings.NewReplacer("_", "-").Replace(name)
-	if len(name) > 40 {
-		name = name[:40]
-	}
-	name = strings.TrimRight(name, "-")
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
-		t.Fatal(err)
-	}
-	return name
-}
+func namespace(t *testing.T) string { t.Helper(); return testkube.Namespace(t, k8s) }
 
-// eventually polls check until it returns nil or the timeout passes. It
-// waits for a state; it never asserts how long that took.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still not true after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testkube.Eventually(t, timeout, check)
 }
 
 const wait = 30 * time.Second

@@ -1,0 +1,66 @@
+// Package testkube holds what every envtest suite of hubflow does the same
+// way: a fresh namespace per test, waiting for a state, and minimal objects.
+package testkube
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+)
+
+var seq atomic.Int32
+
+// Namespace creates a namespace named after the test (a DNS label, unique
+// in the process) and returns its name.
+func Namespace(t *testing.T, c client.Client) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d-%s", seq.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
+	name = strings.TrimRight(name[:min(len(name), 50)], "-")
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// Eventually polls check until it returns nil or the timeout passes. It
+// waits for a state; it never asserts how long that took.
+func Eventually(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still not true after %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Topic is a Topic with only a semantic declared.
+func Topic(ns, name string, sem hubflowv1.DeliverySemantic) *hubflowv1.Topic {
+	return &hubflowv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: hubflowv1.TopicSpec{Semantic: sem}}
+}
+
+// Consumer is a Consumer of topic with nothing else declared.
+func Consumer(ns, name, topic string) *hubflowv1.Consumer {
+	return &hubflowv1.Consumer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: topic}}}
+}
+
+// Producer is a Producer of topic with nothing else declared.
+func Producer(ns, name, topic string) *hubflowv1.Producer {
+	return &hubflowv1.Producer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: hubflowv1.ProducerSpec{TopicRef: hubflowv1.TopicReference{Name: topic}}}
+}
