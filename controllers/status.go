@@ -24,7 +24,6 @@ const (
 	ReasonTopicNotReady       = "TopicNotReady"
 	ReasonReplicasNeedCluster = "ReplicasNeedCluster"
 	ReasonSubjectsOverlap     = "SubjectsOverlap"
-	ReasonDeleting            = "Deleting"
 	ReasonStreamRecreated     = "StreamRecreatedEmpty"
 )
 

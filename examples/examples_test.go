@@ -4,16 +4,16 @@
 package examples
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hubflow/hubflow/internal/testkube"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -51,7 +51,7 @@ func TestExamplesRunTheSampleFlows(t *testing.T) {
 			env := append(os.Environ(), "SERVICE_BINDING_ROOT="+root)
 			prodBin := build(t, bin, tc.flow, "producer")
 			consBin := build(t, bin, tc.flow, "consumer")
-			var consOut syncBuffer
+			var consOut testkube.SyncBuffer
 			cons := exec.Command(consBin, tc.consumerArgs...)
 			cons.Env, cons.Stdout, cons.Stderr = env, &consOut, &consOut
 			if err := cons.Start(); err != nil {
@@ -194,24 +194,6 @@ func build(t *testing.T, dir, flow, role string) string {
 		t.Fatalf("building %s %s: %v\n%s", flow, role, err, b)
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

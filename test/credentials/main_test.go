@@ -7,14 +7,12 @@
 package credentials_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,7 +47,7 @@ var (
 	ctx        = context.Background()
 
 	// managerLog is everything the manager logged, at every verbosity.
-	managerLog syncBuffer
+	managerLog testkube.SyncBuffer
 	// secrets are every secret value the test saw: the signing key, the
 	// manager's credentials, and each credentials file a binding held.
 	secrets secretSet
@@ -151,21 +149,3 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 }
 
 const wait = 30 * time.Second
-
-// syncBuffer is a bytes.Buffer safe for the manager's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
