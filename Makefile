@@ -54,6 +54,7 @@ test: manifests generate fmt vet envtest ## Run all tests against the pinned kub
 
 .PHONY: demo
 demo: envtest ## Run hubflow end to end locally: control plane, 3-node NATS, manager, the sample flows (ARGS=--keep to explore).
+	@echo "compiling the demo (the manager, NATS and the client library; a minute on a cold cache)…"
 	$(GO) run ./cmd/demo $(ARGS)
 
 .PHONY: bench
