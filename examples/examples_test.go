@@ -176,13 +176,8 @@ func deploySamples(t *testing.T, js jetstream.JetStream, url, root string) map[s
 
 func mount(t *testing.T, dir string, b binding.Binding) {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := b.Write(dir); err != nil {
 		t.Fatal(err)
-	}
-	for k, v := range b.Data() {
-		if err := os.WriteFile(filepath.Join(dir, k), v, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

@@ -124,6 +124,20 @@ func (b Binding) Data() map[string][]byte {
 	return d
 }
 
+// Write lays b out in dir as a Secret volume mount would, one file per
+// key: for running a workload outside Kubernetes, and for tests.
+func (b Binding) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for k, v := range b.Data() {
+		if err := os.WriteFile(filepath.Join(dir, k), v, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Read decodes the binding mounted in dir (one file per key).
 func Read(dir string) (Binding, error) {
 	entries, err := os.ReadDir(dir)

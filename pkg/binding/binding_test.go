@@ -20,10 +20,8 @@ func TestRoundTripThroughAMountedDirectory(t *testing.T) {
 			RedeliveryDelays: []time.Duration{30 * time.Second, time.Minute}, MaxDeliver: 0},
 	} {
 		dir := t.TempDir()
-		for k, v := range b.Data() {
-			if err := os.WriteFile(filepath.Join(dir, k), v, 0o600); err != nil {
-				t.Fatal(err)
-			}
+		if err := b.Write(dir); err != nil {
+			t.Fatal(err)
 		}
 		// What a Secret volume mount adds next to the keys.
 		if err := os.Mkdir(filepath.Join(dir, "..2026_11_25"), 0o700); err != nil {
