@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,6 +99,8 @@ func (s *Server) Restart() error {
 // Server returns the running server, for its statistics.
 func (s *Server) Server() *server.Server { return s.srv }
 
+var clusterSeq atomic.Int32
+
 // Cluster is three JetStream servers clustered on loopback.
 type Cluster struct {
 	Nodes []*Server
@@ -119,15 +123,19 @@ func StartCluster(dir string) (*Cluster, error) {
 	for i, p := range clusterPorts {
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
 	}
+	// Free ports are picked, then released, then bound: a cluster started by
+	// another test process in between could take one. A name unique to this
+	// process and cluster makes the servers refuse routes from any other.
+	name := fmt.Sprintf("hub-%d-%d", os.Getpid(), clusterSeq.Add(1))
 	c := &Cluster{}
 	for i := range size {
 		opts := &server.Options{
-			ServerName: fmt.Sprintf("hub-%d", i),
+			ServerName: fmt.Sprintf("%s-%d", name, i),
 			Host:       "127.0.0.1", Port: clientPorts[i],
 			JetStream: true, StoreDir: filepath.Join(dir, fmt.Sprint(i)),
 			NoSigs: true, NoLog: true,
 			HTTPHost: "127.0.0.1", HTTPPort: -1,
-			Cluster: server.ClusterOpts{Name: "hub", Host: "127.0.0.1", Port: clusterPorts[i]},
+			Cluster: server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: clusterPorts[i]},
 			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
 		}
 		srv, err := server.NewServer(opts)
