@@ -38,11 +38,11 @@ func (r *ConsumerReconciler) setup(mgr ctrl.Manager, opts controller.Options, tr
 		// A binding Secret deleted or edited behind hubflow's back is restored.
 		Owns(&corev1.Secret{}).
 		Watches(&hubflowv1.Topic{},
-			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ConsumerList{}, consumerNames)),
+			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ConsumerList{})),
 			builder.WithPredicates(topicChanged)).
 		// A producer's semantic bounds the consumers' effective semantic.
 		Watches(&hubflowv1.Producer{},
-			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ConsumerList{}, consumerNames)),
+			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ConsumerList{})),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(trigger, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
@@ -97,14 +97,14 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 		return 0, ruleFailure(conds, err)
 	}
 	stream := semantic.StreamName(topic.Namespace, topic.Name)
-	producers, _, err := registered(ctx, r.client, c.Namespace, topic.Name)
-	if err != nil {
+	var producers hubflowv1.ProducerList
+	if err := listRegistered(ctx, r.client, c.Namespace, topic.Name, &producers); err != nil {
 		return 0, err
 	}
 	c.Status.Semantic = sem
 	c.Status.StreamName = stream
 	c.Status.DurableName = desired.Durable
-	c.Status.EffectiveSemantic = semantic.Effective(sem, producerSemantics(semantic.TopicSemantic(topic), producers))
+	c.Status.EffectiveSemantic = semantic.Effective(sem, producerSemantics(semantic.TopicSemantic(topic), producers.Items))
 	c.Status.Undeliverable = semantic.Undeliverable(stream, desired)
 
 	// Every path of apply sets Ready: a binding is written only for a

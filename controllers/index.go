@@ -4,7 +4,9 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -28,14 +30,11 @@ const (
 
 func addIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &hubflowv1.Producer{}, topicRefIndex, func(o client.Object) []string {
-		return []string{o.(*hubflowv1.Producer).Spec.TopicRef.Name}
-	}); err != nil {
+	byTopicRef := func(o client.Object) []string { return []string{topicName(o)} }
+	if err := idx.IndexField(ctx, &hubflowv1.Producer{}, topicRefIndex, byTopicRef); err != nil {
 		return err
 	}
-	if err := idx.IndexField(ctx, &hubflowv1.Consumer{}, topicRefIndex, func(o client.Object) []string {
-		return []string{o.(*hubflowv1.Consumer).Spec.TopicRef.Name}
-	}); err != nil {
+	if err := idx.IndexField(ctx, &hubflowv1.Consumer{}, topicRefIndex, byTopicRef); err != nil {
 		return err
 	}
 	if err := idx.IndexField(ctx, &hubflowv1.Topic{}, streamIndex, func(o client.Object) []string {
@@ -59,17 +58,20 @@ func addIndexes(ctx context.Context, mgr ctrl.Manager) error {
 
 func consumerKey(stream, durable string) string { return stream + "/" + durable }
 
-// registered lists the Producers and Consumers that name a Topic.
-func registered(ctx context.Context, c client.Reader, namespace, topic string) ([]hubflowv1.Producer, []hubflowv1.Consumer, error) {
-	var producers hubflowv1.ProducerList
-	if err := c.List(ctx, &producers, client.InNamespace(namespace), client.MatchingFields{topicRefIndex: topic}); err != nil {
-		return nil, nil, err
-	}
-	var consumers hubflowv1.ConsumerList
-	if err := c.List(ctx, &consumers, client.InNamespace(namespace), client.MatchingFields{topicRefIndex: topic}); err != nil {
-		return nil, nil, err
-	}
-	return producers.Items, consumers.Items, nil
+// listRegistered fills list (a ProducerList or ConsumerList) with the
+// objects that name topic, from the cache.
+func listRegistered(ctx context.Context, c client.Reader, namespace, topic string, list client.ObjectList) error {
+	return c.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{topicRefIndex: topic})
+}
+
+// names are the names of list's items.
+func names(list client.ObjectList) []string {
+	var out []string
+	_ = meta.EachListItem(list, func(o runtime.Object) error {
+		out = append(out, o.(client.Object).GetName())
+		return nil
+	})
+	return out
 }
 
 // producerSemantics are the semantics the registered producers publish
@@ -85,32 +87,30 @@ func producerSemantics(topicSem hubflowv1.DeliverySemantic, producers []hubflowv
 	return out
 }
 
-// requestsFor maps a Producer or Consumer to its Topic.
-func topicOf(_ context.Context, o client.Object) []reconcile.Request {
-	var name string
+// topicName is the Topic an object concerns: its own name for a Topic,
+// its topicRef for a Producer or Consumer.
+func topicName(o client.Object) string {
 	switch v := o.(type) {
 	case *hubflowv1.Producer:
-		name = v.Spec.TopicRef.Name
+		return v.Spec.TopicRef.Name
 	case *hubflowv1.Consumer:
-		name = v.Spec.TopicRef.Name
+		return v.Spec.TopicRef.Name
 	}
-	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+	return o.GetName()
+}
+
+// topicOf maps a Producer or Consumer to its Topic.
+func topicOf(_ context.Context, o client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: topicName(o)}}}
 }
 
 // byTopic returns a mapper from a Topic (or a Producer, via its Topic) to
 // the objects of list's kind registered with that Topic.
-func byTopic(c client.Reader, list client.ObjectList, names func(client.ObjectList) []string) func(context.Context, client.Object) []reconcile.Request {
+func byTopic(c client.Reader, list client.ObjectList) func(context.Context, client.Object) []reconcile.Request {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		topic := o.GetName()
-		switch v := o.(type) {
-		case *hubflowv1.Producer:
-			topic = v.Spec.TopicRef.Name
-		case *hubflowv1.Consumer:
-			topic = v.Spec.TopicRef.Name
-		}
 		l := list.DeepCopyObject().(client.ObjectList)
-		if err := c.List(ctx, l, client.InNamespace(o.GetNamespace()), client.MatchingFields{topicRefIndex: topic}); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "listing registrations", "topic", topic)
+		if err := listRegistered(ctx, c, o.GetNamespace(), topicName(o), l); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing registrations", "topic", topicName(o))
 			return nil
 		}
 		var reqs []reconcile.Request
@@ -119,20 +119,4 @@ func byTopic(c client.Reader, list client.ObjectList, names func(client.ObjectLi
 		}
 		return reqs
 	}
-}
-
-func consumerNames(l client.ObjectList) []string {
-	var out []string
-	for _, c := range l.(*hubflowv1.ConsumerList).Items {
-		out = append(out, c.Name)
-	}
-	return out
-}
-
-func producerNames(l client.ObjectList) []string {
-	var out []string
-	for _, p := range l.(*hubflowv1.ProducerList).Items {
-		out = append(out, p.Name)
-	}
-	return out
 }

@@ -34,7 +34,7 @@ func (r *ProducerReconciler) setup(mgr ctrl.Manager, opts controller.Options, tr
 		// A binding Secret deleted or edited behind hubflow's back is restored.
 		Owns(&corev1.Secret{}).
 		Watches(&hubflowv1.Topic{},
-			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ProducerList{}, producerNames)),
+			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ProducerList{})),
 			builder.WithPredicates(topicChanged)).
 		WatchesRawSource(source.Channel(trigger, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).

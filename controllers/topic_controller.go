@@ -166,21 +166,18 @@ func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, de
 // register fills in the hub registry view: who publishes and reads through
 // this Topic, and the end-to-end semantic its consumers can get.
 func (r *TopicReconciler) register(ctx context.Context, topic *hubflowv1.Topic) error {
-	producers, consumers, err := registered(ctx, r.client, topic.Namespace, topic.Name)
-	if err != nil {
+	var producers hubflowv1.ProducerList
+	var consumers hubflowv1.ConsumerList
+	if err := errors.Join(
+		listRegistered(ctx, r.client, topic.Namespace, topic.Name, &producers),
+		listRegistered(ctx, r.client, topic.Namespace, topic.Name, &consumers),
+	); err != nil {
 		return err
 	}
-	var pNames, cNames []string
-	for _, p := range producers {
-		pNames = append(pNames, p.Name)
-	}
-	for _, c := range consumers {
-		cNames = append(cNames, c.Name)
-	}
-	topic.Status.Producers = registrations(pNames)
-	topic.Status.Consumers = registrations(cNames)
+	topic.Status.Producers = registrations(names(&producers))
+	topic.Status.Consumers = registrations(names(&consumers))
 	topicSem := semantic.TopicSemantic(topic)
-	topic.Status.EffectiveSemantic = semantic.Effective(topicSem, producerSemantics(topicSem, producers))
+	topic.Status.EffectiveSemantic = semantic.Effective(topicSem, producerSemantics(topicSem, producers.Items))
 	return nil
 }
 

@@ -43,8 +43,6 @@ func Start(dir string, port int) (*Server, error) {
 		Host:       "127.0.0.1", Port: port,
 		JetStream: true, StoreDir: dir,
 		NoSigs: true, NoLog: true,
-		// Monitoring, so benchmarks can read the server's own counters.
-		HTTPHost: "127.0.0.1", HTTPPort: -1,
 	}}
 	return s, s.start()
 }
@@ -75,11 +73,6 @@ func (s *Server) start() error {
 
 // URL is the client URL.
 func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port) }
-
-// MonitorURL is the server's HTTP monitoring endpoint (/varz, /jsz).
-func (s *Server) MonitorURL() string {
-	return "http://" + s.srv.MonitorAddr().String()
-}
 
 // Stop shuts the server down; its store stays for Restart.
 func (s *Server) Stop() {
@@ -134,7 +127,6 @@ func StartCluster(dir string) (*Cluster, error) {
 			Host:       "127.0.0.1", Port: clientPorts[i],
 			JetStream: true, StoreDir: filepath.Join(dir, fmt.Sprint(i)),
 			NoSigs: true, NoLog: true,
-			HTTPHost: "127.0.0.1", HTTPPort: -1,
 			Cluster: server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: clusterPorts[i]},
 			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
 		}
