@@ -49,7 +49,7 @@ vet: ## Run go vet.
 	$(GO) vet $(GO_PACKAGES)
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run all tests against the pinned kube-apiserver and etcd.
+test: manifests generate fmt vet envtest verify-image ## Run all tests against the pinned kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GO_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT)
 
 .PHONY: demo
@@ -66,6 +66,11 @@ verify-fmt: ## Fail when a Go file is not gofmt-formatted (CI; `make test` forma
 	@unformatted="$$(gofmt -l $$(git ls-files --cached --others --exclude-standard -- '*.go'))"; \
 	if [[ -n "$$unformatted" ]]; then \
 		echo "not gofmt-formatted (run 'make fmt'):" >&2; echo "$$unformatted" >&2; exit 1; fi
+
+.PHONY: verify-image
+verify-image: ## Compile the manager from exactly what the Dockerfile's COPY lines and .dockerignore let in (no Docker engine needed).
+	$(GO) -C hack/tools/imagecheck test -count=1 ./...
+	$(GO) -C hack/tools/imagecheck run . -root $(CURDIR)
 
 .PHONY: verify-manifests
 verify-manifests: manifests generate ## Fail when generated files (CRDs, RBAC, DeepCopy) differ from what is committed.
