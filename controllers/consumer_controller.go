@@ -65,6 +65,7 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	conds := newConditions(&c.Status.CommonStatus, c.Generation)
 	renewIn, err := r.sync(ctx, &c, conds)
 	notRenewed(&c.Status.CommonStatus, conds, "Consumer")
+	warnOnFailure(r.recorder, &c, before.Status.Conditions, c.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &c, before, c.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
 	}

@@ -54,6 +54,7 @@ func (r *ProducerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	conds := newConditions(&p.Status.CommonStatus, p.Generation)
 	renewIn, err := r.sync(ctx, &p, conds)
 	notRenewed(&p.Status.CommonStatus, conds, "Producer")
+	warnOnFailure(r.recorder, &p, before.Status.Conditions, p.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &p, before, p.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
 	}

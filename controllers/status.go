@@ -63,12 +63,14 @@ func (c conditions) set(typ string, ok bool, reason, format string, args ...any)
 func (c conditions) ready(message string, args ...any) {
 	c.set(hubflowv1.ConditionReady, true, ReasonReady, message, args...)
 	c.set(hubflowv1.ConditionSynced, true, ReasonReconciled, "the spec is applied")
+	setProgress(&c.status.Conditions, c.generation, "", "")
 }
 
 // failed marks the last reconcile failed; ready says whether the broker
 // object is still usable despite that.
 func (c conditions) failed(ready bool, reason, message string, args ...any) {
 	c.set(hubflowv1.ConditionSynced, false, reason, message, args...)
+	setProgress(&c.status.Conditions, c.generation, reason, fmt.Sprintf(message, args...))
 	if ready {
 		c.set(hubflowv1.ConditionReady, true, ReasonReady, "usable, but not as declared: see the Synced condition")
 		return

@@ -89,6 +89,7 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 	before := topic.DeepCopy()
 	err := r.sync(ctx, &topic)
+	warnOnFailure(r.recorder, &topic, before.Status.Conditions, topic.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &topic, before, topic.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
 	}

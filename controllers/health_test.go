@@ -1,0 +1,62 @@
+package controllers_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/semantic"
+)
+
+// kstatusEventually waits until kstatus (what Flux and cli-utils use to
+// decide a rollout is done) computes want for obj as stored by the API server.
+func kstatusEventually(t *testing.T, obj client.Object, want status.Status) {
+	t.Helper()
+	eventually(t, wait, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		res, err := status.Compute(&unstructured.Unstructured{Object: u})
+		if err != nil {
+			return err
+		}
+		if res.Status != want {
+			return fmt.Errorf("kstatus %s (%s), want %s; conditions %+v", res.Status, res.Message, want, conditionsOf(obj))
+		}
+		return nil
+	})
+}
+
+// A GitOps rollout fails at once, with the reason, for what can never become
+// Ready without a spec change, and waits for what only needs time.
+func TestKstatusTellsWaitingFromFailed(t *testing.T) {
+	ns := namespace(t)
+	early := newConsumer(ns, "early", "orders")
+	create(t, early)
+	kstatusEventually(t, early, status.InProgressStatus) // its Topic is not there yet
+
+	create(t, newTopic(ns, "orders", hubflowv1.AtMostOnce))
+	kstatusEventually(t, early, status.CurrentStatus)
+
+	greedy := newConsumer(ns, "greedy", "orders")
+	greedy.Spec.Semantic = semPtr(hubflowv1.ExactlyOnce)
+	create(t, greedy)
+	kstatusEventually(t, greedy, status.FailedStatus)
+
+	// The failure is announced once, as a Warning naming the reason.
+	e := eventFor(t, greedy, semantic.ReasonSemanticStrongerThanTopic)
+	if e.Type != corev1.EventTypeWarning || !strings.Contains(e.Note, "spec.semantic") {
+		t.Errorf("event %s %q: want a Warning naming spec.semantic", e.Type, e.Note)
+	}
+}
