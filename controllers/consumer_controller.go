@@ -72,6 +72,9 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if errors.Is(err, errCacheLag) {
 		return cacheLagRetry, nil
 	}
+	if errors.Is(err, errStalled) {
+		return stalledRecheck, nil
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}

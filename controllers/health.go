@@ -39,6 +39,7 @@ const (
 // Synced condition. TestEveryFailureReasonIsClassified keeps it complete.
 var failureKinds = map[string]failureKind{
 	ReasonHubUnreachable: transient,
+	ReasonHubError:       transient, // a 5xx or an answer without an API code: may pass
 	ReasonTopicNotFound:  transient, // applied before its Topic: converges once it exists
 	ReasonTopicNotReady:  transient, // follows the Topic, whose own status says why
 

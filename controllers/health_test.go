@@ -6,10 +6,13 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/hubflow/hubflow/controllers"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/semantic"
@@ -58,5 +61,29 @@ func TestKstatusTellsWaitingFromFailed(t *testing.T) {
 	e := eventFor(t, greedy, semantic.ReasonSemanticStrongerThanTopic)
 	if e.Type != corev1.EventTypeWarning || !strings.Contains(e.Note, "spec.semantic") {
 		t.Errorf("event %s %q: want a Warning naming spec.semantic", e.Type, e.Note)
+	}
+}
+
+// A Topic refused because another stream holds its subjects names that
+// stream and its owner, fails kstatus at once, and is announced by one
+// Warning event rather than retried as a reconciler error.
+func TestSubjectsOverlapNamesTheOtherParty(t *testing.T) {
+	ns := namespace(t)
+	holder := newTopic(ns, "orders", hubflowv1.AtLeastOnce)
+	create(t, holder)
+	ready(t, holder)
+
+	squatter := newTopic(ns, "orders-copy", hubflowv1.AtLeastOnce)
+	squatter.Spec.Subjects = []string{ns + ".orders.>", ns + ".orders"}
+	create(t, squatter)
+	c := condition(t, squatter, hubflowv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonSubjectsOverlap)
+	stream := semantic.StreamName(ns, "orders")
+	if !strings.Contains(c.Message, stream) || !strings.Contains(c.Message, ns+"/orders") {
+		t.Errorf("message %q does not name stream %s and its owner %s/orders", c.Message, stream, ns)
+	}
+	kstatusEventually(t, squatter, status.FailedStatus)
+	e := eventFor(t, squatter, controllers.ReasonSubjectsOverlap)
+	if e.Type != corev1.EventTypeWarning || !strings.Contains(e.Note, stream) {
+		t.Errorf("event %s %q: want a Warning naming %s", e.Type, e.Note, stream)
 	}
 }

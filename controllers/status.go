@@ -18,6 +18,7 @@ const (
 	ReasonReconciled          = "Reconciled"
 	ReasonHubUnreachable      = "HubUnreachable"
 	ReasonHubRejected         = "HubRejected"
+	ReasonHubError            = "HubError"
 	ReasonImmutableChange     = "ImmutableChange"
 	ReasonOwnedElsewhere      = "OwnedElsewhere"
 	ReasonTopicNotFound       = "TopicNotFound"

@@ -93,6 +93,9 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if perr := patchStatus(ctx, r.client, &topic, before, topic.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
 	}
+	if errors.Is(err, errStalled) {
+		return stalledRecheck, nil
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -134,7 +137,7 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 	}
 	if len(changes) > 0 {
 		if _, err := r.hub.UpdateStream(ctx, desired); err != nil {
-			return hubFailure(conds, err)
+			return hubFailure(conds, r.explain(ctx, desired, err))
 		}
 		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamUpdated", "Update",
 			"updated stream %s: %s", desired.Name, joinChanges(changes))
@@ -145,7 +148,7 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 
 func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, desired jetstream.StreamConfig, conds conditions) error {
 	if _, err := r.hub.CreateStream(ctx, desired); err != nil {
-		return hubFailure(conds, err)
+		return hubFailure(conds, r.explain(ctx, desired, err))
 	}
 	if isReady(topic.Status.Conditions) || meta.FindStatusCondition(topic.Status.Conditions, ConditionStreamRecreated) != nil {
 		// The stream existed and was deleted behind hubflow's back: its
@@ -212,25 +215,78 @@ func (r *TopicReconciler) delete(ctx context.Context, topic *hubflowv1.Topic) er
 	return removeFinalizer(ctx, r.client, topic)
 }
 
+// explain adds to a subject-overlap refusal which stream holds the subjects
+// and who owns it: the server's error says only that some stream does.
+func (r *TopicReconciler) explain(ctx context.Context, desired jetstream.StreamConfig, err error) error {
+	if code, ok := hub.APICode(err); !ok || code != hub.CodeSubjectOverlap {
+		return err
+	}
+	streams, lerr := r.hub.ListStreams(ctx)
+	if lerr != nil {
+		return err
+	}
+	for _, s := range streams {
+		if s.Config.Name == desired.Name {
+			continue
+		}
+		subject, ok := semantic.OverlapsAny(desired.Subjects, s.Config.Subjects)
+		if !ok {
+			continue
+		}
+		owner := "not created by hubflow"
+		if o := s.Config.Metadata[semantic.OwnerKey]; o != "" {
+			owner = "owned by " + o
+		}
+		return fmt.Errorf("%w: subject %s is held by stream %s (%s)", err, subject, s.Config.Name, owner)
+	}
+	return err
+}
+
+// errStalled marks a failure only a change can fix (see failureKinds):
+// the reconcilers do not retry it as an error (no log line with a stack
+// trace on every backoff step); a spec change reconciles again, and so
+// does a recheck at stalledRecheck, for changes elsewhere (another
+// Topic deleted, the hub reconfigured) that no watch reports.
+var errStalled = errors.New("stalled until something changes")
+
+// stalledRecheck is the result of a reconcile that ended in errStalled.
+var stalledRecheck = ctrl.Result{RequeueAfter: time.Minute}
+
 // hubFailure records a failed JetStream call in the conditions and returns
-// the error for a retry. A refusal by the server leaves an existing stream
-// usable; an unreachable hub makes nothing usable.
+// the error for a retry (errStalled for a permanent refusal). A refusal by
+// the server leaves an existing stream usable; an unreachable hub makes
+// nothing usable.
 func hubFailure(conds conditions, err error) error {
 	if errors.Is(err, hub.ErrUnreachable) {
 		conds.failed(false, ReasonHubUnreachable, "cannot reach NATS JetStream: %v; retrying", err)
 		return err
 	}
-	reason := ReasonHubRejected
-	if code, ok := hub.APICode(err); ok {
-		switch code {
-		case hub.CodeReplicasNotSupported:
-			reason = ReasonReplicasNeedCluster
-		case hub.CodeSubjectOverlap:
-			reason = ReasonSubjectsOverlap
-		}
+	reason := hubErrorReason(err)
+	if kindOf(reason) == transient {
+		conds.failed(false, reason, "NATS JetStream failed: %v; retrying", err)
+		return err
 	}
 	conds.failed(false, reason, "NATS JetStream refused: %v", err)
-	return err
+	return fmt.Errorf("%w: %w", errStalled, err)
+}
+
+// hubErrorReason names a JetStream failure. A 400 answer refuses the request
+// as sent (only a change helps); anything else (a 5xx, a leader election in
+// progress, an error without an API code) may pass with time.
+func hubErrorReason(err error) string {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return ReasonHubError
+	}
+	switch {
+	case apiErr.ErrorCode == hub.CodeReplicasNotSupported:
+		return ReasonReplicasNeedCluster
+	case apiErr.ErrorCode == hub.CodeSubjectOverlap:
+		return ReasonSubjectsOverlap
+	case apiErr.Code == 400:
+		return ReasonHubRejected
+	}
+	return ReasonHubError
 }
 
 func joinChanges(cs semantic.Changes) string {

@@ -36,3 +36,32 @@ func CoveredByAny(patterns []string, sub string) bool {
 	}
 	return false
 }
+
+// Overlap reports whether some subject matches both patterns: the server
+// refuses a stream whose subjects overlap another stream's, and hubflow
+// uses this to name the stream that holds them.
+func Overlap(a, b string) bool {
+	x, y := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(x) && i < len(y); i++ {
+		if x[i] == ">" || y[i] == ">" {
+			return true // the other has a token here, and ">" takes it and the rest
+		}
+		if x[i] != "*" && y[i] != "*" && x[i] != y[i] {
+			return false
+		}
+	}
+	return len(x) == len(y)
+}
+
+// OverlapsAny returns the first pattern of others that overlaps one of
+// subjects, and whether there is one.
+func OverlapsAny(subjects, others []string) (string, bool) {
+	for _, s := range subjects {
+		for _, o := range others {
+			if Overlap(s, o) {
+				return o, true
+			}
+		}
+	}
+	return "", false
+}
