@@ -248,6 +248,7 @@ func (r reconciler) report(obj client.Object, req bindingRequest, res bindingRes
 		conds.set(hubflowv1.ConditionCredentialsIssued, false, ReasonHubWithoutAuth,
 			"the manager holds no account signing key, so binding Secret %s carries no NATS credentials: right for a development hub without auth (see docs/credentials.md)", req.secret)
 	} else {
+		recordCredentialsExpiry(obj, res.creds.Expires)
 		conds.set(hubflowv1.ConditionCredentialsIssued, true, ReasonIssued,
 			"binding Secret %s holds credentials for NATS user %s, valid until %s; they are renewed from %s",
 			req.secret, res.creds.User, stamp(res.creds.Expires), stamp(r.issuer.RenewAt(res.creds.Expires)))

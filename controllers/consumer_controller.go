@@ -53,6 +53,9 @@ func (r *ConsumerReconciler) setup(mgr ctrl.Manager, opts controller.Options, tr
 func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var c hubflowv1.Consumer
 	if err := r.client.Get(ctx, req.NamespacedName, &c); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetObject("Consumer", req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !c.DeletionTimestamp.IsZero() {
@@ -65,7 +68,7 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	conds := newConditions(&c.Status.CommonStatus, c.Generation)
 	renewIn, err := r.sync(ctx, &c, conds)
 	notRenewed(&c.Status.CommonStatus, conds, "Consumer")
-	warnOnFailure(r.recorder, &c, before.Status.Conditions, c.Status.Conditions)
+	reportOutcome(ctx, r.recorder, &c, before.Status.Conditions, c.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &c, before, c.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
 	}

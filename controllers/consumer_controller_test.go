@@ -164,16 +164,22 @@ func TestConsumerLagIsExported(t *testing.T) {
 		if cons.Status.Lag == nil || cons.Status.Lag.Pending != 7 {
 			return fmt.Errorf("lag %+v", cons.Status.Lag)
 		}
-		if got, err := gauge("hubflow_consumer_pending_messages", ns, "counter", stream); err != nil || got != 7 {
+		labels := map[string]string{"namespace": ns, "consumer": "counter", "topic": "clicks", "stream": stream}
+		if got, err := metricValue("hubflow_consumer_pending_messages", labels); err != nil || got != 7 {
 			return fmt.Errorf("pending metric %v (%v)", got, err)
 		}
 		return nil
 	})
 }
 
-// gauge reads one exported metric from the manager's registry, as a
-// Prometheus scrape would.
+// gauge reads one lag series from the manager's registry, as a Prometheus
+// scrape would.
 func gauge(name, namespace, consumer, stream string) (float64, error) {
+	return metricValue(name, map[string]string{"namespace": namespace, "consumer": consumer, "stream": stream})
+}
+
+// metricValue reads the gauge or counter of name whose labels include want.
+func metricValue(name string, want map[string]string) (float64, error) {
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		return 0, err
@@ -182,15 +188,22 @@ func gauge(name, namespace, consumer, stream string) (float64, error) {
 		if f.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range f.GetMetric() {
 			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["namespace"] == namespace && labels["consumer"] == consumer && labels["stream"] == stream {
-				return m.GetGauge().GetValue(), nil
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
 			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue(), nil
+			}
+			return m.GetGauge().GetValue(), nil
 		}
 	}
-	return 0, fmt.Errorf("no %s{namespace=%q,consumer=%q}", name, namespace, consumer)
+	return 0, fmt.Errorf("no %s%v", name, want)
 }

@@ -91,20 +91,21 @@ func failure(conds []metav1.Condition) *metav1.Condition {
 	return nil
 }
 
-// warnOnFailure emits one Warning event when an object enters a failure, or
+// warnOnFailure emits (and reports whether it emitted) one Warning event when an object enters a failure, or
 // moves from one failure reason to another: on the transition, not on every
 // retry, so a long outage does not flood the event stream.
-func warnOnFailure(recorder events.EventRecorder, obj runtime.Object, before, after []metav1.Condition) {
+func warnOnFailure(recorder events.EventRecorder, obj runtime.Object, before, after []metav1.Condition) bool {
 	now := failure(after)
 	if now == nil {
-		return
+		return false
 	}
 	if was := failure(before); was != nil && was.Type == now.Type && was.Reason == now.Reason {
-		return
+		return false
 	}
 	what := "not ready"
 	if now.Type == hubflowv1.ConditionSynced {
 		what = "not as declared"
 	}
 	recorder.Eventf(obj, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", fmt.Sprintf("%s: %s", what, now.Message))
+	return true
 }

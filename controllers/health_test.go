@@ -87,3 +87,46 @@ func TestSubjectsOverlapNamesTheOtherParty(t *testing.T) {
 		t.Errorf("event %s %q: want a Warning naming %s", e.Type, e.Note, stream)
 	}
 }
+
+// The metrics operators alert on follow the objects: a Ready gauge per
+// object (gone with the object), failures counted by reason, the hub
+// connection's state.
+func TestOperatorMetrics(t *testing.T) {
+	ns := namespace(t)
+	create(t, newTopic(ns, "metrics", hubflowv1.AtMostOnce))
+	good := newConsumer(ns, "good", "metrics")
+	bad := newConsumer(ns, "bad", "metrics")
+	bad.Spec.Semantic = semPtr(hubflowv1.ExactlyOnce)
+	create(t, good, bad)
+	ready(t, good)
+	condition(t, bad, hubflowv1.ConditionReady, metav1.ConditionFalse, semantic.ReasonSemanticStrongerThanTopic)
+
+	readyOf := func(name string) (float64, error) {
+		return metricValue("hubflow_object_ready", map[string]string{"kind": "Consumer", "namespace": ns, "name": name})
+	}
+	eventually(t, wait, func() error {
+		if v, err := readyOf("good"); err != nil || v != 1 {
+			return fmt.Errorf("good: hubflow_object_ready %v (%v), want 1", v, err)
+		}
+		if v, err := readyOf("bad"); err != nil || v != 0 {
+			return fmt.Errorf("bad: hubflow_object_ready %v (%v), want 0", v, err)
+		}
+		if v, err := metricValue("hubflow_reconcile_failures_total", map[string]string{"kind": "Consumer", "reason": semantic.ReasonSemanticStrongerThanTopic}); err != nil || v < 1 {
+			return fmt.Errorf("hubflow_reconcile_failures_total %v (%v), want at least 1", v, err)
+		}
+		if v, err := metricValue("hubflow_hub_connected", nil); err != nil || v != 1 {
+			return fmt.Errorf("hubflow_hub_connected %v (%v), want 1", v, err)
+		}
+		return nil
+	})
+
+	if err := k8s.Delete(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, func() error {
+		if v, err := readyOf("bad"); err == nil {
+			return fmt.Errorf("a deleted Consumer still has hubflow_object_ready %v", v)
+		}
+		return nil
+	})
+}

@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	lagLabels        = []string{"namespace", "consumer", "stream"}
+	lagLabels        = []string{"namespace", "consumer", "topic", "stream"}
 	pendingGauge     = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hubflow_consumer_pending_messages", Help: "Messages in the stream not yet delivered to the consumer."}, lagLabels)
 	ackPendingGauge  = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hubflow_consumer_ack_pending_messages", Help: "Messages delivered to the consumer and not yet acknowledged."}, lagLabels)
 	redeliveredGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hubflow_consumer_redelivered_messages", Help: "Unacknowledged messages delivered more than once."}, lagLabels)
@@ -49,7 +49,15 @@ type observer struct {
 	// last is what the previous look saw of each stream.
 	last map[string]streamMark
 	// exported are the label sets of the lag metrics, to drop stale ones.
-	exported map[[3]string]bool
+	exported map[lagKey]bool
+}
+
+// lagKey is the label values of a consumer's lag series: namespace,
+// consumer, topic, stream (the topic label lets alerts group by flow).
+type lagKey [4]string
+
+func lagKeyOf(c *hubflowv1.Consumer, stream string) lagKey {
+	return lagKey{c.Namespace, c.Name, c.Spec.TopicRef.Name, stream}
 }
 
 // streamMark is enough of a stream's state to tell that nothing moved.
@@ -104,7 +112,7 @@ func (o *observer) observe(ctx context.Context) {
 			byStream[c.Status.StreamName] = append(byStream[c.Status.StreamName], c)
 		}
 	}
-	seen := map[[3]string]bool{}
+	seen := map[lagKey]bool{}
 	marks := map[string]streamMark{}
 	for stream, cs := range byStream {
 		info := byName[stream]
@@ -116,7 +124,7 @@ func (o *observer) observe(ctx context.Context) {
 		if known && !prev.backlog && prev.firstSeq == mark.firstSeq && prev.lastSeq == mark.lastSeq {
 			marks[stream] = prev
 			for _, c := range cs {
-				seen[[3]string{c.Namespace, c.Name, stream}] = true // unchanged, still exported
+				seen[lagKeyOf(c, stream)] = true // unchanged, still exported
 			}
 			continue
 		}
@@ -158,7 +166,7 @@ func (o *observer) checkStreams(ctx context.Context, topics []hubflowv1.Topic, s
 // checkConsumers exports the backlog of a stream's listed consumers and
 // wakes the reconciler of any that is missing or edited. It reports whether
 // some consumer still has a backlog.
-func (o *observer) checkConsumers(ctx context.Context, stream string, cs []*hubflowv1.Consumer, listed []*jetstream.ConsumerInfo, seen map[[3]string]bool) bool {
+func (o *observer) checkConsumers(ctx context.Context, stream string, cs []*hubflowv1.Consumer, listed []*jetstream.ConsumerInfo, seen map[lagKey]bool) bool {
 	log := ctrl.LoggerFrom(ctx).WithName("observer")
 	byDurable := make(map[string]*jetstream.ConsumerInfo, len(listed))
 	backlog := false
@@ -172,7 +180,7 @@ func (o *observer) checkConsumers(ctx context.Context, stream string, cs []*hubf
 			send(ctx, o.triggers.consumers, c)
 			continue
 		}
-		key := [3]string{c.Namespace, c.Name, stream}
+		key := lagKeyOf(c, stream)
 		seen[key] = true
 		pendingGauge.WithLabelValues(key[:]...).Set(float64(info.NumPending))
 		ackPendingGauge.WithLabelValues(key[:]...).Set(float64(info.NumAckPending))

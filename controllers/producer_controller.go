@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +46,9 @@ func (r *ProducerReconciler) setup(mgr ctrl.Manager, opts controller.Options, tr
 func (r *ProducerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var p hubflowv1.Producer
 	if err := r.client.Get(ctx, req.NamespacedName, &p); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetObject("Producer", req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !p.DeletionTimestamp.IsZero() {
@@ -54,7 +58,7 @@ func (r *ProducerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	conds := newConditions(&p.Status.CommonStatus, p.Generation)
 	renewIn, err := r.sync(ctx, &p, conds)
 	notRenewed(&p.Status.CommonStatus, conds, "Producer")
-	warnOnFailure(r.recorder, &p, before.Status.Conditions, p.Status.Conditions)
+	reportOutcome(ctx, r.recorder, &p, before.Status.Conditions, p.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &p, before, p.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
 	}

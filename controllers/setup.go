@@ -61,6 +61,7 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 	if err := addIndexes(context.Background(), mgr); err != nil {
 		return err
 	}
+	hubConn.Store(nc)
 	triggers := newTriggers()
 	base := reconciler{
 		client:     mgr.GetClient(),

@@ -78,6 +78,9 @@ func enqueueTopicLater() handler.EventHandler {
 func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var topic hubflowv1.Topic
 	if err := r.client.Get(ctx, req.NamespacedName, &topic); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetObject("Topic", req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !topic.DeletionTimestamp.IsZero() {
@@ -89,7 +92,7 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 	before := topic.DeepCopy()
 	err := r.sync(ctx, &topic)
-	warnOnFailure(r.recorder, &topic, before.Status.Conditions, topic.Status.Conditions)
+	reportOutcome(ctx, r.recorder, &topic, before.Status.Conditions, topic.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &topic, before, topic.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
 	}

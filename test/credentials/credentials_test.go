@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
@@ -77,6 +78,15 @@ func testProducerMatrix(t *testing.T) {
 		claims.Expires-claims.IssuedAt > int64(ttl/time.Second) || claims.Expires == 0 {
 		t.Errorf("user JWT: issuer %s account %s name %q iat %d exp %d", claims.Issuer, claims.IssuerAccount, claims.Name, claims.IssuedAt, claims.Expires)
 	}
+	// Operators alert on the expiry the manager exports; it is the JWT's
+	// (or a later one, once renewed).
+	eventually(t, 10*time.Second, func() error {
+		v, err := expiryMetric(ns, "checkout")
+		if err != nil || int64(v) < claims.Expires || int64(v) > time.Now().Add(ttl+time.Minute).Unix() {
+			return fmt.Errorf("hubflow_credentials_expiry_timestamp_seconds = %v (%v), want the JWT's expiry %d or a later renewal", v, err, claims.Expires)
+		}
+		return nil
+	})
 
 	w := connect(t, dir)
 	// What a producer needs: publish with acks, and with message ids the
@@ -746,3 +756,27 @@ var (
 func semPtr(s hubflowv1.DeliverySemantic) *hubflowv1.DeliverySemantic { return &s }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// expiryMetric reads a Producer's credential expiry from the manager's
+// registry, as a Prometheus scrape would.
+func expiryMetric(namespace, name string) (float64, error) {
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range families {
+		if f.GetName() != "hubflow_credentials_expiry_timestamp_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == "Producer" && labels["namespace"] == namespace && labels["name"] == name {
+				return m.GetGauge().GetValue(), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no expiry series for Producer %s/%s", namespace, name)
+}

@@ -231,3 +231,31 @@ func lineDiff(chart, config string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestServiceMonitorFindsTheManager: the shipped ServiceMonitor selects the
+// metrics Service config/default installs, by its labels and port name.
+func TestServiceMonitorFindsTheManager(t *testing.T) {
+	monitor := find(t, kustomize(t, testenv.RepoRoot()+"/config/prometheus"), "ServiceMonitor", "hubflow-controller-manager")
+	service := find(t, kustomize(t, testenv.RepoRoot()+"/config/default"), "Service", "hubflow-controller-manager-metrics")
+	if monitor.GetNamespace() != service.GetNamespace() {
+		t.Errorf("ServiceMonitor in %q, Service in %q", monitor.GetNamespace(), service.GetNamespace())
+	}
+	selector, _, _ := unstructured.NestedStringMap(monitor.Object, "spec", "selector", "matchLabels")
+	for k, v := range selector {
+		if service.GetLabels()[k] != v {
+			t.Errorf("ServiceMonitor selects %s=%s; the metrics Service has labels %v", k, v, service.GetLabels())
+		}
+	}
+	endpoints, _, _ := unstructured.NestedSlice(monitor.Object, "spec", "endpoints")
+	ports, _, _ := unstructured.NestedSlice(service.Object, "spec", "ports")
+	for _, e := range endpoints {
+		port := e.(map[string]any)["port"]
+		found := false
+		for _, p := range ports {
+			found = found || p.(map[string]any)["name"] == port
+		}
+		if !found {
+			t.Errorf("ServiceMonitor scrapes port %v; the Service has %v", port, ports)
+		}
+	}
+}
