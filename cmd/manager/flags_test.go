@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/hubflow/hubflow/internal/natsconn"
 )
@@ -137,5 +138,31 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("parseFlags(%q) = %+v", tt.args, s)
 			}
 		})
+	}
+}
+
+// TestKubeconfigFlag: the manager takes --kubeconfig like kubectl does, and
+// the config it loads is that file's.
+func TestKubeconfigFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "kubeconfig")
+	const cfg = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://api.example:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseFlags([]string{"--kubeconfig=" + file}); err != nil {
+		t.Fatalf("--kubeconfig refused: %v", err)
+	}
+	rc, err := ctrl.GetConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Host != "https://api.example:6443" {
+		t.Errorf("loaded config for %s, want the --kubeconfig file's https://api.example:6443", rc.Host)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	kubeconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"strings"
 	"time"
 
@@ -115,6 +116,9 @@ func parseFlags(args []string) (settings, error) {
 		return nil
 	})
 	s.nats.BindFlags(fs)
+	// --kubeconfig, as every Kubernetes tool has it; without it the manager
+	// uses $KUBECONFIG, the in-cluster config, then ~/.kube/config.
+	kubeconfig.RegisterFlags(fs)
 	fs.StringVar(&s.bindingURL, "binding-nats-url", "", "NATS URL written into every binding, the one workloads dial; a comma-separated list is allowed. Defaults to --nats-url without its user information.")
 	fs.StringVar(&s.credentials.signingKeyFile, "nats-account-signing-key-file", "", "File holding the seed of an account signing key (NATS operator mode). With it, every Producer and Consumer gets its own short-lived NATS user; without it, bindings carry no credentials (a hub without auth). Read once; never logged.")
 	fs.StringVar(&s.credentials.account, "nats-account", "", "Public key (A...) of the account the signing key belongs to; required with --nats-account-signing-key-file.")
