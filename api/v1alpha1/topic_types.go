@@ -44,12 +44,14 @@ type RetentionLimits struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || self.matches('^[0-9]+d$')",message="must be a Go duration such as 90s, 30m or 24h (units h, m, s, ms, us, ns; no sign)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]+d$')",message="Go durations have no days: give hours, 24h per day (use 168h for 7d, 24h for 1d)"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('1s'))",message="must be at least 1s"
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 
 	// MaxBytes is the most the stream stores, as a quantity such as "10Gi".
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!string(self).matches('^[0-9]+([.][0-9]+)?[kKMGTPE]B$')",message="quantities count bytes without a B: use 10G (10^9 bytes) or 10Gi (2^30 bytes) for 10GB, 1M or 1Mi for 1MB"
 	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || (quantity(string(self)).isInteger() && quantity(string(self)).compareTo(quantity('1')) >= 0)",message="must be a whole number of bytes, at least 1"
 	MaxBytes *resource.Quantity `json:"maxBytes,omitempty"`
 
@@ -60,6 +62,7 @@ type RetentionLimits struct {
 
 	// MaxMessageSize is the largest message the stream accepts, as a quantity such as "1Mi".
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!string(self).matches('^[0-9]+([.][0-9]+)?[kKMGTPE]B$')",message="quantities count bytes without a B: use 10G (10^9 bytes) or 10Gi (2^30 bytes) for 10GB, 1M or 1Mi for 1MB"
 	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || (quantity(string(self)).isInteger() && quantity(string(self)).compareTo(quantity('1')) >= 0 && quantity(string(self)).compareTo(quantity('2147483647')) <= 0)",message="must be a whole number of bytes between 1 and 2147483647"
 	MaxMessageSize *resource.Quantity `json:"maxMessageSize,omitempty"`
 }
@@ -119,7 +122,8 @@ type TopicSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || self.matches('^[0-9]+d$')",message="must be a Go duration such as 90s, 30m or 24h (units h, m, s, ms, us, ns; no sign)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]+d$')",message="Go durations have no days: give hours, 24h per day (use 168h for 7d, 24h for 1d)"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('1s'))",message="must be at least 1s"
 	DuplicateWindow *metav1.Duration `json:"duplicateWindow,omitempty"`
 

@@ -85,7 +85,7 @@ func (h *authHub) creds(t *testing.T, pub, sub []string) []byte {
 	return creds
 }
 
-// The library works with the least-privilege credentials design.md lists:
+// The library works with the least-privilege credentials docs/credentials.md lists:
 // the producer has no $JS.API permission at all, the consumer only INFO and
 // MSG.NEXT on its durable and ACK on it, and both read their binding from a
 // mounted directory whose creds file is re-read at every connect.

@@ -57,11 +57,15 @@ spec: {semantic: ExactlyOnce, discard: Old}`, "spec.discard", []string{"discard 
 
 	// Topic: durations.
 	{"topic maxAge in words", `kind: Topic
-spec: {retention: {maxAge: 5 minutes}}`, "spec.retention.maxAge", []string{notMatching}},
+spec: {retention: {maxAge: 5 minutes}}`, "spec.retention.maxAge", []string{"must be a Go duration such as 90s, 30m or 24h"}},
+	{"topic maxAge in days", `kind: Topic
+spec: {retention: {maxAge: 7d}}`, "spec.retention.maxAge", []string{"use 168h"}},
+	{"topic duplicateWindow in days", `kind: Topic
+spec: {semantic: ExactlyOnce, duplicateWindow: 1d}`, "spec.duplicateWindow", []string{"no days", "24h for 1d"}},
 	{"topic duplicateWindow without unit", `kind: Topic
-spec: {semantic: ExactlyOnce, duplicateWindow: "10"}`, "spec.duplicateWindow", []string{notMatching}},
+spec: {semantic: ExactlyOnce, duplicateWindow: "10"}`, "spec.duplicateWindow", []string{"must be a Go duration"}},
 	{"topic maxAge negative", `kind: Topic
-spec: {retention: {maxAge: -1s}}`, "spec.retention.maxAge", []string{notMatching}},
+spec: {retention: {maxAge: -1s}}`, "spec.retention.maxAge", []string{"must be a Go duration"}},
 	{"topic maxAge 0s", `kind: Topic
 spec: {retention: {maxAge: 0s}}`, "spec.retention.maxAge", []string{"must be at least 1s"}},
 	// Beyond Go's time.Duration (about 2562047h) the pattern matches but CEL's
@@ -73,6 +77,10 @@ spec: {retention: {maxAge: 3000000h}}`, "spec.retention.maxAge", nil},
 spec: {semantic: ExactlyOnce, duplicateWindow: 500ms}`, "spec.duplicateWindow", []string{"must be at least 1s"}},
 
 	// Topic: sizes and counts.
+	{"topic maxBytes in GB", `kind: Topic
+spec: {retention: {maxBytes: 10GB}}`, "spec.retention.maxBytes", []string{"without a B", "use 10G (10^9 bytes) or 10Gi"}},
+	{"topic maxMessageSize in MB", `kind: Topic
+spec: {retention: {maxMessageSize: 1MB}}`, "spec.retention.maxMessageSize", []string{"without a B", "1M or 1Mi for 1MB"}},
 	{"topic maxBytes 0", `kind: Topic
 spec: {retention: {maxBytes: "0"}}`, "spec.retention.maxBytes", []string{"whole number of bytes, at least 1"}},
 	{"topic maxBytes 0 as an integer", `kind: Topic
