@@ -152,13 +152,16 @@ type ConsumerLag struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=hubflow
+// +kubebuilder:resource:categories=hubflow,shortName=hfc
 // +kubebuilder:printcolumn:name="Topic",type=string,JSONPath=`.spec.topicRef.name`
 // +kubebuilder:printcolumn:name="Semantic",type=string,JSONPath=`.status.semantic`
 // +kubebuilder:printcolumn:name="Effective",type=string,JSONPath=`.status.effectiveSemantic`
 // +kubebuilder:printcolumn:name="Durable",type=string,JSONPath=`.status.durableName`
 // +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.lag.pending`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.conditions[?(@.type=="Synced")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].reason`
+// +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Consumer struct {
 	metav1.TypeMeta   `json:",inline"`

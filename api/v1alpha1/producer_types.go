@@ -91,10 +91,13 @@ type ProducerStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=hubflow
+// +kubebuilder:resource:categories=hubflow,shortName=hfp
 // +kubebuilder:printcolumn:name="Topic",type=string,JSONPath=`.spec.topicRef.name`
 // +kubebuilder:printcolumn:name="Semantic",type=string,JSONPath=`.status.semantic`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.conditions[?(@.type=="Synced")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].reason`
+// +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Producer struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -181,13 +181,18 @@ type Registrations struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=hubflow
+// +kubebuilder:resource:categories=hubflow,shortName=hft
 // +kubebuilder:printcolumn:name="Semantic",type=string,JSONPath=`.spec.semantic`
 // +kubebuilder:printcolumn:name="Stream",type=string,JSONPath=`.status.streamName`
 // +kubebuilder:printcolumn:name="Effective",type=string,JSONPath=`.status.effectiveSemantic`
 // +kubebuilder:printcolumn:name="Producers",type=integer,JSONPath=`.status.producers.count`
 // +kubebuilder:printcolumn:name="Consumers",type=integer,JSONPath=`.status.consumers.count`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Storage",type=string,priority=1,JSONPath=`.spec.storage`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,priority=1,JSONPath=`.spec.replicas`
+// +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.conditions[?(@.type=="Synced")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].reason`
+// +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Topic struct {
 	metav1.TypeMeta   `json:",inline"`

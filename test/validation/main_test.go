@@ -22,10 +22,15 @@ import (
 	"github.com/hubflow/hubflow/internal/testenv"
 )
 
-var k8s client.Client
+var (
+	k8s client.Client
+	// env is the control plane, for tests that run kubectl against it.
+	env *testenv.Env
+)
 
 func TestMain(m *testing.M) {
-	env, err := testenv.Start()
+	var err error
+	env, err = testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
