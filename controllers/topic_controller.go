@@ -240,13 +240,17 @@ func joinChanges(cs semantic.Changes) string {
 	return strings.Join(parts, "; ")
 }
 
+// ensureFinalizer and removeFinalizer write the finalizer list with the
+// resourceVersion they read: a merge patch replaces the whole list, so
+// without the lock a finalizer another controller added in between would be
+// dropped. A conflict is returned; the retry reads the object again.
 func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
 	if controllerutil.ContainsFinalizer(obj, finalizer) {
 		return nil
 	}
 	before := obj.DeepCopyObject().(client.Object)
 	controllerutil.AddFinalizer(obj, finalizer)
-	if err := c.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("adding finalizer: %w", err)
 	}
 	return nil
@@ -255,7 +259,7 @@ func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
 	before := obj.DeepCopyObject().(client.Object)
 	controllerutil.RemoveFinalizer(obj, finalizer)
-	if err := c.Patch(ctx, obj, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
