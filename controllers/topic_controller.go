@@ -103,8 +103,7 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) error {
 	conds := newConditions(&topic.Status.CommonStatus, topic.Generation)
 	desired := semantic.Stream(topic)
-	topic.Status.StreamName = desired.Name
-	topic.Status.Subjects = desired.Subjects
+	r.owned(desired.Metadata)
 	if err := r.register(ctx, topic); err != nil {
 		return err
 	}
@@ -117,15 +116,39 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 		return hubFailure(conds, err)
 	}
 
-	if owner := observed.Config.Metadata[semantic.OwnerKey]; owner != "" && owner != desired.Metadata[semantic.OwnerKey] {
+	adopting := false
+	switch semantic.OwnershipOf(observed.Config.Metadata, r.cluster, topic.Namespace, topic.Name) {
+	case semantic.OwnedElsewhere:
+		// A status names nothing that belongs to someone else.
+		topic.Status.StreamName, topic.Status.Subjects = "", nil
 		conds.failed(false, ReasonOwnedElsewhere,
-			"stream %s belongs to %s; hubflow will not take it over: rename or delete one of them", desired.Name, owner)
+			"stream %s belongs to %s; hubflow will not take it over: rename or delete one of them",
+			desired.Name, semantic.OwnerOf(observed.Config.Metadata))
 		return nil
+	case semantic.Unowned:
+		if !topic.Spec.AdoptExisting {
+			topic.Status.StreamName, topic.Status.Subjects = "", nil
+			conds.failed(false, ReasonNotOwned,
+				"stream %s exists but hubflow did not create it, so hubflow leaves it as it is; set spec.adoptExisting: true to take it over (its settings are then rewritten to this spec)",
+				desired.Name)
+			return nil
+		}
+		adopting = true
+		desired.Metadata[semantic.AdoptedKey] = time.Now().UTC().Format(time.RFC3339)
 	}
+	semantic.KeepAdoption(desired.Metadata, observed.Config.Metadata)
 	changes := semantic.StreamChanges(desired, observed.Config)
 	if immutable := changes.Immutable(); len(immutable) > 0 {
 		// Deleting and recreating the stream would apply it, and lose every
 		// message: that is the user's call, never the operator's.
+		if adopting {
+			topic.Status.StreamName, topic.Status.Subjects = "", nil
+			conds.failed(false, ReasonImmutableChange,
+				"stream %s cannot be adopted: JetStream cannot change %s in place; it is left as it is",
+				desired.Name, joinChanges(immutable))
+			return nil
+		}
+		r.served(topic, observed.Config)
 		conds.failed(true, ReasonImmutableChange,
 			"JetStream cannot change %s of stream %s in place; the stream keeps serving with the server's settings. Recreate the Topic to apply it",
 			joinChanges(immutable), desired.Name)
@@ -135,17 +158,31 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 		if _, err := r.hub.UpdateStream(ctx, desired); err != nil {
 			return hubFailure(conds, err)
 		}
-		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamUpdated", "Update",
-			"updated stream %s: %s", desired.Name, joinChanges(changes))
+		if adopting {
+			r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, ReasonAdopted, "Adopt",
+				"adopted stream %s (spec.adoptExisting): %s", desired.Name, joinChanges(changes))
+		} else {
+			r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamUpdated", "Update",
+				"updated stream %s: %s", desired.Name, joinChanges(changes))
+		}
 	}
+	r.served(topic, desired)
+	adopted(conds, "stream", desired.Name, desired.Metadata)
 	conds.ready("stream %s serves %s", desired.Name, strings.Join(desired.Subjects, ", "))
 	return nil
+}
+
+// served reports the stream the Topic owns, as the server holds it.
+func (r *TopicReconciler) served(topic *hubflowv1.Topic, cfg jetstream.StreamConfig) {
+	topic.Status.StreamName = cfg.Name
+	topic.Status.Subjects = slices.Clone(cfg.Subjects)
 }
 
 func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, desired jetstream.StreamConfig, conds conditions) error {
 	if _, err := r.hub.CreateStream(ctx, desired); err != nil {
 		return hubFailure(conds, err)
 	}
+	r.served(topic, desired)
 	if isReady(topic.Status.Conditions) || meta.FindStatusCondition(topic.Status.Conditions, ConditionStreamRecreated) != nil {
 		// The stream existed and was deleted behind hubflow's back: its
 		// messages are gone. Recreating it restores the flow, not the data.
@@ -190,25 +227,47 @@ func registrations(names []string) *hubflowv1.Registrations {
 }
 
 // delete honours the deletion policy: Retain keeps the stream and its
-// messages (and says so), Delete removes them.
+// messages (and says so), Delete removes them, but only from a stream this
+// Topic owns: one owned elsewhere, or by no one, is left alone.
 func (r *TopicReconciler) delete(ctx context.Context, topic *hubflowv1.Topic) error {
 	if !controllerutil.ContainsFinalizer(topic, finalizer) {
 		return nil
 	}
 	stream := semantic.StreamName(topic.Namespace, topic.Name)
 	if topic.Spec.DeletionPolicy == hubflowv1.DeleteOnDelete {
-		if err := r.hub.DeleteStream(ctx, stream); err != nil {
+		if err := r.deleteOwned(ctx, topic, stream); err != nil {
 			before := topic.DeepCopy()
 			hubFailure(newConditions(&topic.Status.CommonStatus, topic.Generation), err)
 			return errors.Join(err, patchStatus(ctx, r.client, topic, before, topic.Status, before.Status))
 		}
-		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamDeleted", "Delete",
-			"deleted stream %s and its messages (deletionPolicy Delete)", stream)
 	} else {
 		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamRetained", "Delete",
 			"kept stream %s and its messages (deletionPolicy Retain); delete it with the nats CLI when no longer needed", stream)
 	}
 	return removeFinalizer(ctx, r.client, topic)
+}
+
+// deleteOwned deletes the stream if the Topic owns it; a missing stream is
+// already deleted.
+func (r *TopicReconciler) deleteOwned(ctx context.Context, topic *hubflowv1.Topic, stream string) error {
+	info, err := r.hub.Stream(ctx, stream)
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	if semantic.OwnershipOf(info.Config.Metadata, r.cluster, topic.Namespace, topic.Name) != semantic.Owned {
+		r.recorder.Eventf(topic, nil, corev1.EventTypeWarning, "StreamLeftAlone", "Delete",
+			"did not delete stream %s (deletionPolicy Delete): it belongs to %q, not to this Topic", stream, semantic.OwnerOf(info.Config.Metadata))
+		return nil
+	}
+	if err := r.hub.DeleteStream(ctx, stream); err != nil {
+		return err
+	}
+	r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamDeleted", "Delete",
+		"deleted stream %s and its messages (deletionPolicy Delete)", stream)
+	return nil
 }
 
 // hubFailure records a failed JetStream call in the conditions and returns

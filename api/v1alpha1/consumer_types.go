@@ -100,6 +100,14 @@ type ConsumerSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	BindingSecretName string `json:"bindingSecretName,omitempty"`
+
+	// AdoptExisting lets hubflow take over a durable of this Consumer's name
+	// that exists without hubflow's owner metadata: its settings are then
+	// rewritten to this spec, and the Adopted condition records it. Without
+	// it such a durable is left untouched and the Consumer is not Ready. A
+	// durable owned by another hubflow object or cluster is never adopted.
+	// +optional
+	AdoptExisting bool `json:"adoptExisting,omitempty"`
 }
 
 // ConsumerStatus is what the operator resolved and observed for a Consumer.

@@ -128,6 +128,15 @@ type TopicSpec struct {
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// AdoptExisting lets hubflow take over a stream of this Topic's name that
+	// exists without hubflow's owner metadata (made by hand or by another
+	// tool): its settings are then rewritten to this spec, and the Adopted
+	// condition records it. Without it such a stream is left untouched and
+	// the Topic is not Ready. A stream owned by another hubflow object or
+	// cluster is never adopted.
+	// +optional
+	AdoptExisting bool `json:"adoptExisting,omitempty"`
 }
 
 // TopicStatus is what the operator observed of a Topic's stream.
