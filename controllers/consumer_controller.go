@@ -185,9 +185,16 @@ func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, s
 		return nil
 	}
 	if len(changes) > 0 {
-		if observed, err = r.hub.UpdateConsumer(ctx, stream, desired); err != nil {
-			return hubFailure(conds, err)
+		updated, err := r.hub.UpdateConsumer(ctx, stream, desired)
+		if err != nil {
+			if adopting {
+				c.Status.StreamName, c.Status.DurableName, c.Status.Lag = "", "", nil
+				return hubFailure(conds, err)
+			}
+			c.Status.StreamName, c.Status.DurableName = stream, desired.Durable
+			return updateRefused(conds, "durable", desired.Durable, err)
 		}
+		observed = updated
 		if adopting {
 			r.recorder.Eventf(c, nil, corev1.EventTypeNormal, ReasonAdopted, "Adopt",
 				"adopted durable %s (spec.adoptExisting): %s", desired.Durable, joinChanges(changes))

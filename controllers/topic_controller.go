@@ -156,7 +156,12 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 	}
 	if len(changes) > 0 {
 		if _, err := r.hub.UpdateStream(ctx, desired); err != nil {
-			return hubFailure(conds, err)
+			if adopting {
+				topic.Status.StreamName, topic.Status.Subjects = "", nil
+				return hubFailure(conds, err)
+			}
+			r.served(topic, observed.Config)
+			return updateRefused(conds, "stream", desired.Name, err)
 		}
 		if adopting {
 			r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, ReasonAdopted, "Adopt",
@@ -278,16 +283,32 @@ func hubFailure(conds conditions, err error) error {
 		conds.failed(false, ReasonHubUnreachable, "cannot reach NATS JetStream: %v; retrying", err)
 		return err
 	}
-	reason := ReasonHubRejected
+	conds.failed(false, refusalReason(err), "NATS JetStream refused: %v", err)
+	return err
+}
+
+// refusalReason names a JetStream refusal by its API code.
+func refusalReason(err error) string {
 	if code, ok := hub.APICode(err); ok {
 		switch code {
 		case hub.CodeReplicasNotSupported:
-			reason = ReasonReplicasNeedCluster
+			return ReasonReplicasNeedCluster
 		case hub.CodeSubjectOverlap:
-			reason = ReasonSubjectsOverlap
+			return ReasonSubjectsOverlap
 		}
 	}
-	conds.failed(false, reason, "NATS JetStream refused: %v", err)
+	return ReasonHubRejected
+}
+
+// updateRefused records a failed update of a stream or durable that exists:
+// a refusal leaves it serving with its previous settings, so it stays Ready
+// (its registrations stay usable and their credentials keep being renewed)
+// and only Synced names the refusal. An unreachable hub is a hubFailure.
+func updateRefused(conds conditions, kind, name string, err error) error {
+	if errors.Is(err, hub.ErrUnreachable) {
+		return hubFailure(conds, err)
+	}
+	conds.failed(true, refusalReason(err), "NATS JetStream refused the update: %v; %s %s keeps serving with its previous settings", err, kind, name)
 	return err
 }
 
