@@ -168,6 +168,9 @@ type ConsumerLag struct {
 // +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.lag.pending`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// The binding Secret defaults to "<name>-binding", which must fit a Secret
+// name (253 characters).
+// +kubebuilder:validation:XValidation:rule="has(self.spec.bindingSecretName) || size(self.metadata.name) <= 245",reason=FieldValueInvalid,message="metadata.name must be at most 245 characters unless spec.bindingSecretName is set: the binding Secret is named <name>-binding"
 type Consumer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

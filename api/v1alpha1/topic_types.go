@@ -194,6 +194,10 @@ type Registrations struct {
 // +kubebuilder:printcolumn:name="Consumers",type=integer,JSONPath=`.status.consumers.count`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// The stream is named "<namespace>_<name>" and JetStream holds names of at
+// most 255 bytes; a namespace has at most 63, so a Topic's name has at most
+// 191 (checked here because CEL sees the name but not the namespace).
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 191",reason=FieldValueInvalid,message="metadata.name must be at most 191 characters: the Topic's JetStream stream is named <namespace>_<name>, and JetStream holds names of at most 255 bytes"
 type Topic struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
