@@ -23,6 +23,7 @@ const (
 	ReasonOwnedElsewhere      = "OwnedElsewhere"
 	ReasonNotOwned            = "NotOwned"
 	ReasonAdopted             = "Adopted"
+	ReasonDuplicateWindowHeld = "DuplicateWindowHeld"
 	ReasonTopicNotFound       = "TopicNotFound"
 	ReasonTopicNotReady       = "TopicNotReady"
 	ReasonReplicasNeedCluster = "ReplicasNeedCluster"

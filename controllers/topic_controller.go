@@ -104,7 +104,8 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 	conds := newConditions(&topic.Status.CommonStatus, topic.Generation)
 	desired := semantic.Stream(topic)
 	r.owned(desired.Metadata)
-	if err := r.register(ctx, topic); err != nil {
+	horizon, holder, err := r.register(ctx, topic)
+	if err != nil {
 		return err
 	}
 
@@ -137,6 +138,10 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 		desired.Metadata[semantic.AdoptedKey] = time.Now().UTC().Format(time.RFC3339)
 	}
 	semantic.KeepAdoption(desired.Metadata, observed.Config.Metadata)
+	declaredWindow := desired.Duplicates
+	if declaredWindow > 0 {
+		desired.Duplicates = semantic.HeldDuplicateWindow(declaredWindow, observed.Config.Duplicates, horizon)
+	}
 	changes := semantic.StreamChanges(desired, observed.Config)
 	if immutable := changes.Immutable(); len(immutable) > 0 {
 		// Deleting and recreating the stream would apply it, and lose every
@@ -173,6 +178,12 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 	}
 	r.served(topic, desired)
 	adopted(conds, "stream", desired.Name, desired.Metadata)
+	if desired.Duplicates > declaredWindow && declaredWindow > 0 {
+		conds.failed(true, ReasonDuplicateWindowHeld,
+			"spec.duplicateWindow %s is shorter than the retry horizon of Producer %s; the stream keeps a %s window so its retries are never stored twice, until that Producer's publish policy is shortened or it is deleted",
+			declaredWindow, holder, desired.Duplicates)
+		return nil
+	}
 	conds.ready("stream %s serves %s", desired.Name, strings.Join(desired.Subjects, ", "))
 	return nil
 }
@@ -207,20 +218,35 @@ func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, de
 
 // register fills in the hub registry view: who publishes and reads through
 // this Topic, and the end-to-end semantic its consumers can get.
-func (r *TopicReconciler) register(ctx context.Context, topic *hubflowv1.Topic) error {
+// register fills in the registry view and returns the longest retry
+// horizon of the registered ExactlyOnce Producers, and whose it is.
+func (r *TopicReconciler) register(ctx context.Context, topic *hubflowv1.Topic) (time.Duration, string, error) {
 	var producers hubflowv1.ProducerList
 	var consumers hubflowv1.ConsumerList
 	if err := errors.Join(
 		listRegistered(ctx, r.client, topic.Namespace, topic.Name, &producers),
 		listRegistered(ctx, r.client, topic.Namespace, topic.Name, &consumers),
 	); err != nil {
-		return err
+		return 0, "", err
 	}
 	topic.Status.Producers = registrations(names(&producers))
 	topic.Status.Consumers = registrations(names(&consumers))
 	topicSem := semantic.TopicSemantic(topic)
 	topic.Status.EffectiveSemantic = semantic.Effective(topicSem, producerSemantics(topicSem, producers.Items))
-	return nil
+	var horizon time.Duration
+	var holder string
+	for i := range producers.Items {
+		p := &producers.Items[i]
+		// Registered, not only Ready: a Producer refused after the Topic
+		// changed still has workloads publishing with its earlier binding.
+		if sem, err := semantic.Resolve(topicSem, p.Spec.Semantic); err != nil || sem != hubflowv1.ExactlyOnce || !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if h := semantic.ProducerRetryHorizon(p); h > horizon {
+			horizon, holder = h, p.Name
+		}
+	}
+	return horizon, holder, nil
 }
 
 func registrations(names []string) *hubflowv1.Registrations {
