@@ -108,9 +108,8 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 	if err := listRegistered(ctx, r.client, c.Namespace, topic.Name, &producers); err != nil {
 		return 0, err
 	}
+	r.owned(desired.Metadata)
 	c.Status.Semantic = sem
-	c.Status.StreamName = stream
-	c.Status.DurableName = desired.Durable
 	c.Status.EffectiveSemantic = semantic.Effective(sem, producerSemantics(semantic.TopicSemantic(topic), producers.Items))
 	c.Status.Undeliverable = semantic.Undeliverable(stream, desired)
 
@@ -157,26 +156,63 @@ func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, s
 	case err != nil:
 		return hubFailure(conds, err)
 	}
-	if owner := observed.Config.Metadata[semantic.OwnerKey]; owner != "" && owner != desired.Metadata[semantic.OwnerKey] {
+	adopting := false
+	switch semantic.OwnershipOf(observed.Config.Metadata, r.cluster, c.Namespace, c.Name) {
+	case semantic.OwnedElsewhere:
+		// Status, and so the lag metrics exported from it, names only what
+		// this Consumer owns.
+		c.Status.StreamName, c.Status.DurableName, c.Status.Lag = "", "", nil
 		conds.failed(false, ReasonOwnedElsewhere,
-			"durable %s on stream %s belongs to %s: choose another durableName", desired.Durable, stream, owner)
+			"durable %s on stream %s belongs to %s: choose another durableName", desired.Durable, stream, semantic.OwnerOf(observed.Config.Metadata))
 		return nil
+	case semantic.Unowned:
+		if !c.Spec.AdoptExisting {
+			c.Status.StreamName, c.Status.DurableName, c.Status.Lag = "", "", nil
+			conds.failed(false, ReasonNotOwned,
+				"durable %s on stream %s exists but hubflow did not create it, so hubflow leaves it as it is; set spec.adoptExisting: true to take it over (its settings are then rewritten to this spec), or choose another durableName",
+				desired.Durable, stream)
+			return nil
+		}
+		adopting = true
+		desired.Metadata[semantic.AdoptedKey] = time.Now().UTC().Format(time.RFC3339)
 	}
+	semantic.KeepAdoption(desired.Metadata, observed.Config.Metadata)
 	changes := semantic.ConsumerChanges(desired, observed.Config)
 	if immutable := changes.Immutable(); len(immutable) > 0 {
+		if adopting {
+			c.Status.StreamName, c.Status.DurableName, c.Status.Lag = "", "", nil
+			conds.failed(false, ReasonImmutableChange, "durable %s cannot be adopted: JetStream cannot change %s in place; it is left as it is",
+				desired.Durable, joinChanges(immutable))
+			return nil
+		}
+		c.Status.StreamName, c.Status.DurableName = stream, desired.Durable
 		conds.failed(true, ReasonImmutableChange,
 			"JetStream cannot change %s of durable %s in place; it keeps serving with the server's settings. Recreate the Consumer (or declare its semantic) to apply it",
 			joinChanges(immutable), desired.Durable)
 		return nil
 	}
 	if len(changes) > 0 {
-		if observed, err = r.hub.UpdateConsumer(ctx, stream, desired); err != nil {
-			return hubFailure(conds, err)
+		updated, err := r.hub.UpdateConsumer(ctx, stream, desired)
+		if err != nil {
+			if adopting {
+				c.Status.StreamName, c.Status.DurableName, c.Status.Lag = "", "", nil
+				return hubFailure(conds, err)
+			}
+			c.Status.StreamName, c.Status.DurableName = stream, desired.Durable
+			return updateRefused(conds, "durable", desired.Durable, err)
 		}
-		r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerUpdated", "Update",
-			"updated durable %s: %s", desired.Durable, joinChanges(changes))
+		observed = updated
+		if adopting {
+			r.recorder.Eventf(c, nil, corev1.EventTypeNormal, ReasonAdopted, "Adopt",
+				"adopted durable %s (spec.adoptExisting): %s", desired.Durable, joinChanges(changes))
+		} else {
+			r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerUpdated", "Update",
+				"updated durable %s: %s", desired.Durable, joinChanges(changes))
+		}
 	}
+	c.Status.StreamName, c.Status.DurableName = stream, desired.Durable
 	c.Status.Lag = lagOf(observed)
+	adopted(conds, "durable", desired.Durable, desired.Metadata)
 	conds.ready("durable %s reads stream %s as %s", desired.Durable, stream, c.Status.Semantic)
 	return nil
 }
@@ -192,6 +228,7 @@ func (r *ConsumerReconciler) create(ctx context.Context, c *hubflowv1.Consumer, 
 	if err != nil {
 		return hubFailure(conds, err)
 	}
+	c.Status.StreamName, c.Status.DurableName = stream, desired.Durable
 	c.Status.Lag = lagOf(info)
 	if isReady(c.Status.Conditions) {
 		// Its acknowledgement state went with the old durable: depending on
@@ -206,22 +243,46 @@ func (r *ConsumerReconciler) create(ctx context.Context, c *hubflowv1.Consumer, 
 	return nil
 }
 
-// delete removes the durable consumer. Its acknowledgement state is
-// consumer state, not data: the messages stay in the Topic's stream.
+// delete removes the durable consumer, if this Consumer owns it: one owned
+// by another Consumer (a durable name clash) or by no one keeps its
+// acknowledgement state. Its acknowledgement state is consumer state, not
+// data: the messages stay in the Topic's stream.
 func (r *ConsumerReconciler) delete(ctx context.Context, c *hubflowv1.Consumer) error {
 	if !controllerutil.ContainsFinalizer(c, finalizer) {
 		return nil
 	}
-	if c.Status.StreamName != "" && c.Status.DurableName != "" {
-		if err := r.hub.DeleteConsumer(ctx, c.Status.StreamName, c.Status.DurableName); err != nil {
-			before := c.DeepCopy()
-			hubFailure(newConditions(&c.Status.CommonStatus, c.Generation), err)
-			return errors.Join(err, patchStatus(ctx, r.client, c, before, c.Status, before.Status))
-		}
-		r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerDeleted", "Delete",
-			"deleted durable %s; the messages stay in stream %s", c.Status.DurableName, c.Status.StreamName)
+	if err := r.deleteOwned(ctx, c); err != nil {
+		before := c.DeepCopy()
+		hubFailure(newConditions(&c.Status.CommonStatus, c.Generation), err)
+		return errors.Join(err, patchStatus(ctx, r.client, c, before, c.Status, before.Status))
 	}
 	return removeFinalizer(ctx, r.client, c)
+}
+
+// deleteOwned reads the durable's owner first; a missing durable is already
+// deleted. The names come from the spec, not the status: a status write may
+// have been lost, and one written by an earlier release may name a durable
+// it never owned.
+func (r *ConsumerReconciler) deleteOwned(ctx context.Context, c *hubflowv1.Consumer) error {
+	stream, durable := semantic.StreamName(c.Namespace, c.Spec.TopicRef.Name), semantic.DurableName(c)
+	info, err := r.hub.Consumer(ctx, stream, durable)
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	if semantic.OwnershipOf(info.Config.Metadata, r.cluster, c.Namespace, c.Name) != semantic.Owned {
+		r.recorder.Eventf(c, nil, corev1.EventTypeWarning, "DurableLeftAlone", "Delete",
+			"did not delete durable %s on stream %s: it belongs to %q, not to this Consumer", durable, stream, semantic.OwnerOf(info.Config.Metadata))
+		return nil
+	}
+	if err := r.hub.DeleteConsumer(ctx, stream, durable); err != nil {
+		return err
+	}
+	r.recorder.Eventf(c, nil, corev1.EventTypeNormal, "ConsumerDeleted", "Delete",
+		"deleted durable %s; the messages stay in stream %s", durable, stream)
+	return nil
 }
 
 // readyTopic reads the Topic a Producer or Consumer names. When it is

@@ -46,6 +46,8 @@ var failureKinds = map[string]failureKind{
 	ReasonHubRejected:                        permanent,
 	ReasonImmutableChange:                    permanent,
 	ReasonOwnedElsewhere:                     permanent,
+	ReasonNotOwned:                           permanent, // adoption is an explicit opt-in: spec.adoptExisting
+	ReasonDuplicateWindowHeld:                permanent, // until the Producer's publish policy or the window changes
 	ReasonReplicasNeedCluster:                permanent,
 	ReasonSubjectsOverlap:                    permanent,
 	ReasonBindingConflict:                    permanent,

@@ -20,6 +20,7 @@ import (
 var notFailures = map[string]bool{
 	ReasonReady: true, ReasonReconciled: true, ReasonStreamRecreated: true,
 	ReasonIssued: true, ReasonHubWithoutAuth: true, ReasonNotRenewed: true,
+	ReasonAdopted: true, // the reason of the Adopted condition, not a failure
 }
 
 // reasonConstants reads every `Reason... = "..."` constant of the packages

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/hubflow/hubflow/internal/credentials"
 	"github.com/hubflow/hubflow/internal/hub"
+	"github.com/hubflow/hubflow/internal/semantic"
 )
 
 // Options tune all three reconcilers.
@@ -37,7 +39,15 @@ type Options struct {
 	// BindingURL is the NATS URL written into bindings: the one workloads
 	// dial, which may differ from the manager's. Required.
 	BindingURL string
+	// ClusterName names this Kubernetes cluster in the owner metadata of
+	// every stream and durable hubflow creates, so two clusters sharing one
+	// NATS account never take over each other's objects. Empty means
+	// DefaultClusterName.
+	ClusterName string
 }
+
+// DefaultClusterName is the cluster name of a manager given none.
+const DefaultClusterName = "default"
 
 // Setup registers the Topic, Producer and Consumer reconcilers, the
 // advisory watch that repairs out-of-band changes, and the lag collector.
@@ -72,6 +82,7 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 		resync:     opts.ResyncInterval,
 		issuer:     opts.Credentials,
 		bindingURL: opts.BindingURL,
+		cluster:    cmp.Or(opts.ClusterName, DefaultClusterName),
 	}
 	copts := controller.Options{
 		MaxConcurrentReconciles: max(opts.MaxConcurrentReconciles, 1),
@@ -109,6 +120,13 @@ type reconciler struct {
 	resync     time.Duration
 	issuer     *credentials.Issuer
 	bindingURL string
+	cluster    string
+}
+
+// owned stamps this cluster on a compiled stream's or durable's metadata.
+func (r reconciler) owned(metadata map[string]string) map[string]string {
+	metadata[semantic.ClusterKey] = r.cluster
+	return metadata
 }
 
 // requeue schedules the backstop resync with ±10% jitter, so objects

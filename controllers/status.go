@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/semantic"
 )
 
 // Condition reasons. Each names a state a user can act on.
@@ -21,6 +22,9 @@ const (
 	ReasonHubError            = "HubError"
 	ReasonImmutableChange     = "ImmutableChange"
 	ReasonOwnedElsewhere      = "OwnedElsewhere"
+	ReasonNotOwned            = "NotOwned"
+	ReasonAdopted             = "Adopted"
+	ReasonDuplicateWindowHeld = "DuplicateWindowHeld"
 	ReasonTopicNotFound       = "TopicNotFound"
 	ReasonTopicNotReady       = "TopicNotReady"
 	ReasonReplicasNeedCluster = "ReplicasNeedCluster"
@@ -32,6 +36,10 @@ const (
 // behind hubflow's back and recreated empty: the messages it held are lost,
 // and someone should know. It stays until the Topic is recreated.
 const ConditionStreamRecreated = "StreamRecreated"
+
+// ConditionAdopted is True on a Topic or Consumer that took over a stream or
+// durable it did not create, by its spec's adoptExisting opt-in.
+const ConditionAdopted = "Adopted"
 
 // finalizer guards the JetStream object (stream or durable consumer) an
 // object owns, so deleting the object can clean it up first.
@@ -77,6 +85,15 @@ func (c conditions) failed(ready bool, reason, message string, args ...any) {
 		return
 	}
 	c.set(hubflowv1.ConditionReady, false, reason, message, args...)
+}
+
+// adopted shows an adoption recorded in the server object's metadata. It is
+// read from the server each time, not remembered, so a lost status write
+// cannot hide it.
+func adopted(c conditions, kind, name string, metadata map[string]string) {
+	if at := metadata[semantic.AdoptedKey]; at != "" {
+		c.set(ConditionAdopted, true, ReasonAdopted, "%s %s existed without an owner and was adopted at %s (spec.adoptExisting)", kind, name, at)
+	}
 }
 
 func isReady(conds []metav1.Condition) bool {

@@ -38,6 +38,7 @@ var (
 const (
 	testResync  = time.Hour // long, so healing in the tests is due to advisories and the lag collector
 	testObserve = 500 * time.Millisecond
+	testCluster = "envtest"
 )
 
 func TestMain(m *testing.M) {
@@ -71,7 +72,7 @@ func run(m *testing.M) int {
 	js, _ = jetstream.New(own)
 
 	mgr, err := testhub.Start(env.Config, env.Scheme, hubNATS.URL(),
-		controllers.Options{ResyncInterval: testResync, ObserveInterval: testObserve, MaxConcurrentReconciles: 4})
+		controllers.Options{ResyncInterval: testResync, ObserveInterval: testObserve, MaxConcurrentReconciles: 4, ClusterName: testCluster})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -110,9 +110,9 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) error {
 	conds := newConditions(&topic.Status.CommonStatus, topic.Generation)
 	desired := semantic.Stream(topic)
-	topic.Status.StreamName = desired.Name
-	topic.Status.Subjects = desired.Subjects
-	if err := r.register(ctx, topic); err != nil {
+	r.owned(desired.Metadata)
+	horizon, holder, err := r.register(ctx, topic)
+	if err != nil {
 		return err
 	}
 
@@ -124,15 +124,43 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 		return hubFailure(conds, err)
 	}
 
-	if owner := observed.Config.Metadata[semantic.OwnerKey]; owner != "" && owner != desired.Metadata[semantic.OwnerKey] {
+	adopting := false
+	switch semantic.OwnershipOf(observed.Config.Metadata, r.cluster, topic.Namespace, topic.Name) {
+	case semantic.OwnedElsewhere:
+		// A status names nothing that belongs to someone else.
+		topic.Status.StreamName, topic.Status.Subjects = "", nil
 		conds.failed(false, ReasonOwnedElsewhere,
-			"stream %s belongs to %s; hubflow will not take it over: rename or delete one of them", desired.Name, owner)
+			"stream %s belongs to %s; hubflow will not take it over: rename or delete one of them",
+			desired.Name, semantic.OwnerOf(observed.Config.Metadata))
 		return nil
+	case semantic.Unowned:
+		if !topic.Spec.AdoptExisting {
+			topic.Status.StreamName, topic.Status.Subjects = "", nil
+			conds.failed(false, ReasonNotOwned,
+				"stream %s exists but hubflow did not create it, so hubflow leaves it as it is; set spec.adoptExisting: true to take it over (its settings are then rewritten to this spec)",
+				desired.Name)
+			return nil
+		}
+		adopting = true
+		desired.Metadata[semantic.AdoptedKey] = time.Now().UTC().Format(time.RFC3339)
+	}
+	semantic.KeepAdoption(desired.Metadata, observed.Config.Metadata)
+	declaredWindow := desired.Duplicates
+	if declaredWindow > 0 {
+		desired.Duplicates = semantic.HeldDuplicateWindow(declaredWindow, observed.Config.Duplicates, horizon)
 	}
 	changes := semantic.StreamChanges(desired, observed.Config)
 	if immutable := changes.Immutable(); len(immutable) > 0 {
 		// Deleting and recreating the stream would apply it, and lose every
 		// message: that is the user's call, never the operator's.
+		if adopting {
+			topic.Status.StreamName, topic.Status.Subjects = "", nil
+			conds.failed(false, ReasonImmutableChange,
+				"stream %s cannot be adopted: JetStream cannot change %s in place; it is left as it is",
+				desired.Name, joinChanges(immutable))
+			return nil
+		}
+		r.served(topic, observed.Config)
 		conds.failed(true, ReasonImmutableChange,
 			"JetStream cannot change %s of stream %s in place; the stream keeps serving with the server's settings. Recreate the Topic to apply it",
 			joinChanges(immutable), desired.Name)
@@ -140,19 +168,44 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 	}
 	if len(changes) > 0 {
 		if _, err := r.hub.UpdateStream(ctx, desired); err != nil {
-			return hubFailure(conds, r.explain(ctx, desired, err))
+			if adopting {
+				topic.Status.StreamName, topic.Status.Subjects = "", nil
+				return hubFailure(conds, r.explain(ctx, desired, err))
+			}
+			r.served(topic, observed.Config)
+			return updateRefused(conds, "stream", desired.Name, r.explain(ctx, desired, err))
 		}
-		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamUpdated", "Update",
-			"updated stream %s: %s", desired.Name, joinChanges(changes))
+		if adopting {
+			r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, ReasonAdopted, "Adopt",
+				"adopted stream %s (spec.adoptExisting): %s", desired.Name, joinChanges(changes))
+		} else {
+			r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamUpdated", "Update",
+				"updated stream %s: %s", desired.Name, joinChanges(changes))
+		}
+	}
+	r.served(topic, desired)
+	adopted(conds, "stream", desired.Name, desired.Metadata)
+	if desired.Duplicates > declaredWindow && declaredWindow > 0 {
+		conds.failed(true, ReasonDuplicateWindowHeld,
+			"spec.duplicateWindow %s is shorter than the retry horizon of Producer %s; the stream keeps a %s window so its retries are never stored twice, until that Producer's publish policy is shortened or it is deleted",
+			declaredWindow, holder, desired.Duplicates)
+		return nil
 	}
 	conds.ready("stream %s serves %s", desired.Name, strings.Join(desired.Subjects, ", "))
 	return nil
+}
+
+// served reports the stream the Topic owns, as the server holds it.
+func (r *TopicReconciler) served(topic *hubflowv1.Topic, cfg jetstream.StreamConfig) {
+	topic.Status.StreamName = cfg.Name
+	topic.Status.Subjects = slices.Clone(cfg.Subjects)
 }
 
 func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, desired jetstream.StreamConfig, conds conditions) error {
 	if _, err := r.hub.CreateStream(ctx, desired); err != nil {
 		return hubFailure(conds, r.explain(ctx, desired, err))
 	}
+	r.served(topic, desired)
 	if isReady(topic.Status.Conditions) || meta.FindStatusCondition(topic.Status.Conditions, ConditionStreamRecreated) != nil {
 		// The stream existed and was deleted behind hubflow's back: its
 		// messages are gone. Recreating it restores the flow, not the data.
@@ -172,20 +225,35 @@ func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, de
 
 // register fills in the hub registry view: who publishes and reads through
 // this Topic, and the end-to-end semantic its consumers can get.
-func (r *TopicReconciler) register(ctx context.Context, topic *hubflowv1.Topic) error {
+// register fills in the registry view and returns the longest retry
+// horizon of the registered ExactlyOnce Producers, and whose it is.
+func (r *TopicReconciler) register(ctx context.Context, topic *hubflowv1.Topic) (time.Duration, string, error) {
 	var producers hubflowv1.ProducerList
 	var consumers hubflowv1.ConsumerList
 	if err := errors.Join(
 		listRegistered(ctx, r.client, topic.Namespace, topic.Name, &producers),
 		listRegistered(ctx, r.client, topic.Namespace, topic.Name, &consumers),
 	); err != nil {
-		return err
+		return 0, "", err
 	}
 	topic.Status.Producers = registrations(names(&producers))
 	topic.Status.Consumers = registrations(names(&consumers))
 	topicSem := semantic.TopicSemantic(topic)
 	topic.Status.EffectiveSemantic = semantic.Effective(topicSem, producerSemantics(topicSem, producers.Items))
-	return nil
+	var horizon time.Duration
+	var holder string
+	for i := range producers.Items {
+		p := &producers.Items[i]
+		// Registered, not only Ready: a Producer refused after the Topic
+		// changed still has workloads publishing with its earlier binding.
+		if sem, err := semantic.Resolve(topicSem, p.Spec.Semantic); err != nil || sem != hubflowv1.ExactlyOnce || !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if h := semantic.ProducerRetryHorizon(p); h > horizon {
+			horizon, holder = h, p.Name
+		}
+	}
+	return horizon, holder, nil
 }
 
 func registrations(names []string) *hubflowv1.Registrations {
@@ -197,20 +265,19 @@ func registrations(names []string) *hubflowv1.Registrations {
 }
 
 // delete honours the deletion policy: Retain keeps the stream and its
-// messages (and says so), Delete removes them.
+// messages (and says so), Delete removes them, but only from a stream this
+// Topic owns: one owned elsewhere, or by no one, is left alone.
 func (r *TopicReconciler) delete(ctx context.Context, topic *hubflowv1.Topic) error {
 	if !controllerutil.ContainsFinalizer(topic, finalizer) {
 		return nil
 	}
 	stream := semantic.StreamName(topic.Namespace, topic.Name)
 	if topic.Spec.DeletionPolicy == hubflowv1.DeleteOnDelete {
-		if err := r.hub.DeleteStream(ctx, stream); err != nil {
+		if err := r.deleteOwned(ctx, topic, stream); err != nil {
 			before := topic.DeepCopy()
 			hubFailure(newConditions(&topic.Status.CommonStatus, topic.Generation), err)
 			return errors.Join(err, patchStatus(ctx, r.client, topic, before, topic.Status, before.Status))
 		}
-		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamDeleted", "Delete",
-			"deleted stream %s and its messages (deletionPolicy Delete)", stream)
 	} else {
 		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamRetained", "Delete",
 			"kept stream %s and its messages (deletionPolicy Retain); delete it with the nats CLI when no longer needed", stream)
@@ -255,6 +322,29 @@ var errStalled = errors.New("stalled until something changes")
 // stalledRecheck is the result of a reconcile that ended in errStalled.
 var stalledRecheck = ctrl.Result{RequeueAfter: time.Minute}
 
+// deleteOwned deletes the stream if the Topic owns it; a missing stream is
+// already deleted.
+func (r *TopicReconciler) deleteOwned(ctx context.Context, topic *hubflowv1.Topic, stream string) error {
+	info, err := r.hub.Stream(ctx, stream)
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	if semantic.OwnershipOf(info.Config.Metadata, r.cluster, topic.Namespace, topic.Name) != semantic.Owned {
+		r.recorder.Eventf(topic, nil, corev1.EventTypeWarning, "StreamLeftAlone", "Delete",
+			"did not delete stream %s (deletionPolicy Delete): it belongs to %q, not to this Topic", stream, semantic.OwnerOf(info.Config.Metadata))
+		return nil
+	}
+	if err := r.hub.DeleteStream(ctx, stream); err != nil {
+		return err
+	}
+	r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamDeleted", "Delete",
+		"deleted stream %s and its messages (deletionPolicy Delete)", stream)
+	return nil
+}
+
 // hubFailure records a failed JetStream call in the conditions and returns
 // the error for a retry (errStalled for a permanent refusal). A refusal by
 // the server leaves an existing stream usable; an unreachable hub makes
@@ -292,6 +382,22 @@ func hubErrorReason(err error) string {
 	return ReasonHubError
 }
 
+// updateRefused records a failed update of a stream or durable that exists:
+// a refusal leaves it serving with its previous settings, so it stays Ready
+// (its registrations stay usable and their credentials keep being renewed)
+// and only Synced names the refusal. An unreachable hub is a hubFailure.
+func updateRefused(conds conditions, kind, name string, err error) error {
+	if errors.Is(err, hub.ErrUnreachable) {
+		return hubFailure(conds, err)
+	}
+	reason := hubErrorReason(err)
+	conds.failed(true, reason, "NATS JetStream refused the update: %v; %s %s keeps serving with its previous settings", err, kind, name)
+	if kindOf(reason) == transient {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errStalled, err)
+}
+
 func joinChanges(cs semantic.Changes) string {
 	parts := make([]string, len(cs))
 	for i, c := range cs {
@@ -300,13 +406,17 @@ func joinChanges(cs semantic.Changes) string {
 	return strings.Join(parts, "; ")
 }
 
+// ensureFinalizer and removeFinalizer write the finalizer list with the
+// resourceVersion they read: a merge patch replaces the whole list, so
+// without the lock a finalizer another controller added in between would be
+// dropped. A conflict is returned; the retry reads the object again.
 func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
 	if controllerutil.ContainsFinalizer(obj, finalizer) {
 		return nil
 	}
 	before := obj.DeepCopyObject().(client.Object)
 	controllerutil.AddFinalizer(obj, finalizer)
-	if err := c.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("adding finalizer: %w", err)
 	}
 	return nil
@@ -315,7 +425,7 @@ func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
 	before := obj.DeepCopyObject().(client.Object)
 	controllerutil.RemoveFinalizer(obj, finalizer)
-	if err := c.Patch(ctx, obj, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil

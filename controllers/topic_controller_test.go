@@ -136,8 +136,10 @@ func TestEffectiveSemanticFollowsTheWeakestProducer(t *testing.T) {
 func TestImmutableDifferenceIsReportedAndDataKept(t *testing.T) {
 	ns := namespace(t)
 	name := semantic.StreamName(ns, "orders")
-	// Someone made the stream by hand, in memory, and published to it.
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{ns + ".orders", ns + ".orders.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+	// The Topic's stream exists in memory (an earlier install of this Topic,
+	// since edited by hand) and holds messages.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{ns + ".orders", ns + ".orders.>"}, Storage: jetstream.MemoryStorage,
+		Metadata: map[string]string{semantic.OwnerKey: semantic.Owner(ns, "orders")}}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {

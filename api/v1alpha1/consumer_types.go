@@ -100,6 +100,14 @@ type ConsumerSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	BindingSecretName string `json:"bindingSecretName,omitempty"`
+
+	// AdoptExisting lets hubflow take over a durable of this Consumer's name
+	// that exists without hubflow's owner metadata: its settings are then
+	// rewritten to this spec, and the Adopted condition records it. Without
+	// it such a durable is left untouched and the Consumer is not Ready. A
+	// durable owned by another hubflow object or cluster is never adopted.
+	// +optional
+	AdoptExisting bool `json:"adoptExisting,omitempty"`
 }
 
 // ConsumerStatus is what the operator resolved and observed for a Consumer.
@@ -163,6 +171,9 @@ type ConsumerLag struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].reason`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// The binding Secret defaults to "<name>-binding", which must fit a Secret
+// name (253 characters).
+// +kubebuilder:validation:XValidation:rule="has(self.spec.bindingSecretName) || size(self.metadata.name) <= 245",reason=FieldValueInvalid,message="metadata.name must be at most 245 characters unless spec.bindingSecretName is set: the binding Secret is named <name>-binding"
 type Consumer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

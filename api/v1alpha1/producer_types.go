@@ -99,6 +99,9 @@ type ProducerStatus struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].reason`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// The binding Secret defaults to "<name>-binding", which must fit a Secret
+// name (253 characters).
+// +kubebuilder:validation:XValidation:rule="has(self.spec.bindingSecretName) || size(self.metadata.name) <= 245",reason=FieldValueInvalid,message="metadata.name must be at most 245 characters unless spec.bindingSecretName is set: the binding Secret is named <name>-binding"
 type Producer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

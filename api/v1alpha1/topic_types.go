@@ -132,6 +132,15 @@ type TopicSpec struct {
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// AdoptExisting lets hubflow take over a stream of this Topic's name that
+	// exists without hubflow's owner metadata (made by hand or by another
+	// tool): its settings are then rewritten to this spec, and the Adopted
+	// condition records it. Without it such a stream is left untouched and
+	// the Topic is not Ready. A stream owned by another hubflow object or
+	// cluster is never adopted.
+	// +optional
+	AdoptExisting bool `json:"adoptExisting,omitempty"`
 }
 
 // TopicStatus is what the operator observed of a Topic's stream.
@@ -194,6 +203,10 @@ type Registrations struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].reason`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// The stream is named "<namespace>_<name>" and JetStream holds names of at
+// most 255 bytes; a namespace has at most 63, so a Topic's name has at most
+// 191 (checked here because CEL sees the name but not the namespace).
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 191",reason=FieldValueInvalid,message="metadata.name must be at most 191 characters: the Topic's JetStream stream is named <namespace>_<name>, and JetStream holds names of at most 255 bytes"
 type Topic struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

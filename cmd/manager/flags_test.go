@@ -34,6 +34,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 			ReconnectWait: natsconn.DefaultReconnectWait,
 		},
 		bindingURL:  natsconn.DefaultURL,
+		clusterName: "default",
 		credentials: credentialSettings{ttl: 24 * time.Hour},
 	}
 	s.zap = want.zap // zap's own defaults are not ours to test
@@ -115,6 +116,12 @@ func TestParseFlags(t *testing.T) {
 			check: func(s settings) bool { return reflect.DeepEqual(s.watchNamespaces, []string{"shop", "billing"}) },
 		},
 		{name: "bad namespace", args: []string{"--watch-namespaces=shop,Bad_NS"}, wantErr: "not a namespace name"},
+		{
+			name:  "cluster name",
+			args:  []string{"--cluster-name=eu-west-1"},
+			check: func(s settings) bool { return s.clusterName == "eu-west-1" },
+		},
+		{name: "bad cluster name", args: []string{"--cluster-name=EU/west"}, wantErr: "--cluster-name"},
 		{name: "unknown flag", args: []string{"--no-such-flag"}, wantErr: "not defined"},
 	}
 	for _, tt := range tests {

@@ -54,7 +54,9 @@ type settings struct {
 	nats      natsconn.Options
 	// bindingURL is the NATS URL written into bindings: the one workloads
 	// dial. It defaults to --nats-url without its user information.
-	bindingURL  string
+	bindingURL string
+	// clusterName goes into the owner metadata of every stream and durable.
+	clusterName string
 	credentials credentialSettings
 	zap         zap.Options
 }
@@ -123,6 +125,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.credentials.signingKeyFile, "nats-account-signing-key-file", "", "File holding the seed of an account signing key (NATS operator mode). With it, every Producer and Consumer gets its own short-lived NATS user; without it, bindings carry no credentials (a hub without auth). Read once; never logged.")
 	fs.StringVar(&s.credentials.account, "nats-account", "", "Public key (A...) of the account the signing key belongs to; required with --nats-account-signing-key-file.")
 	fs.DurationVar(&s.credentials.ttl, "credentials-ttl", 24*time.Hour, "Lifetime of each Producer's and Consumer's NATS user. They are renewed when a third of it is left; the server disconnects a client whose user expired, so this also bounds how long a deleted or narrowed Producer or Consumer keeps access.")
+	fs.StringVar(&s.clusterName, "cluster-name", controllers.DefaultClusterName, "Name of this Kubernetes cluster, recorded as the owner of every stream and durable hubflow creates. Give each cluster that shares a NATS account its own name: a cluster never changes or deletes another's objects. Changing it later makes the objects already created look owned elsewhere.")
 	s.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -142,6 +145,9 @@ func parseFlags(args []string) (settings, error) {
 	}
 	if s.kubeQPS <= 0 || s.kubeBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst: must be positive, got %v and %d", s.kubeQPS, s.kubeBurst))
+	}
+	if msgs := validation.IsDNS1123Label(s.clusterName); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--cluster-name: %q: %s", s.clusterName, strings.Join(msgs, "; ")))
 	}
 	errs = append(errs, s.nats.Validate())
 	if s.bindingURL == "" {
@@ -242,7 +248,7 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 		return err
 	}
 
-	log.Info("starting manager", "nats", natsconn.RedactURL(s.nats.URL), "bindingURL", s.bindingURL,
+	log.Info("starting manager", "nats", natsconn.RedactURL(s.nats.URL), "bindingURL", s.bindingURL, "cluster", s.clusterName,
 		"watchNamespaces", s.watchNamespaces,
 		"leaderElection", s.leaderElect, "maxConcurrentReconciles", s.maxConcurrentReconciles,
 		"resyncInterval", s.resyncInterval)
@@ -259,5 +265,6 @@ func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings, issuer *crede
 		MaxConcurrentReconciles: s.maxConcurrentReconciles,
 		Credentials:             issuer,
 		BindingURL:              s.bindingURL,
+		ClusterName:             s.clusterName,
 	})
 }

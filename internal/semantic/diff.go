@@ -65,6 +65,7 @@ func StreamChanges(desired, observed jetstream.StreamConfig) Changes {
 	}
 	d.check("description", desired.Description, observed.Description, false)
 	d.check("metadata."+OwnerKey, desired.Metadata[OwnerKey], observed.Metadata[OwnerKey], false)
+	checkCluster(d, desired.Metadata, observed.Metadata)
 	return d.changes
 }
 
@@ -84,6 +85,7 @@ func ConsumerChanges(desired, observed jetstream.ConsumerConfig) Changes {
 	}
 	d.check("description", desired.Description, observed.Description, false)
 	d.check("metadata."+OwnerKey, desired.Metadata[OwnerKey], observed.Metadata[OwnerKey], false)
+	checkCluster(d, desired.Metadata, observed.Metadata)
 	return d.changes
 }
 
@@ -111,4 +113,12 @@ func durations(ds []time.Duration) []string {
 		out[i] = d.String()
 	}
 	return out
+}
+
+// checkCluster compares the cluster only when the caller declares one (the
+// reconcilers do): an object made by an older release is stamped with it.
+func checkCluster(d *differ, desired, observed map[string]string) {
+	if desired[ClusterKey] != "" {
+		d.check("metadata."+ClusterKey, desired[ClusterKey], observed[ClusterKey], false)
+	}
 }

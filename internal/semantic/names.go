@@ -55,3 +55,59 @@ func BindingSecretName(objectName, declared string) string {
 func Owner(namespace, name string) string {
 	return namespace + "/" + name
 }
+
+// ClusterKey is the metadata key naming the Kubernetes cluster whose hubflow
+// created a stream or consumer (the manager's --cluster-name). Two clusters
+// sharing one NATS account hold Topics of the same namespace and name; the
+// cluster tells their objects apart.
+const ClusterKey = "hubflow.io/cluster"
+
+// Ownership is how a server object relates to the hubflow object asking.
+type Ownership int
+
+const (
+	// Owned: this object created it (or adopted it).
+	Owned Ownership = iota
+	// Unowned: it carries no hubflow owner; someone made it by hand.
+	Unowned
+	// OwnedElsewhere: another hubflow object, or another cluster, owns it.
+	OwnedElsewhere
+)
+
+// OwnershipOf reads a stream's or consumer's metadata. An owner without a
+// cluster was written by a release before the cluster was recorded; it still
+// counts as this cluster's, since that release could not tell clusters apart
+// either, and the next update stamps the cluster on it.
+func OwnershipOf(metadata map[string]string, cluster, namespace, name string) Ownership {
+	owner := metadata[OwnerKey]
+	switch {
+	case owner == "":
+		return Unowned
+	case owner != Owner(namespace, name):
+		return OwnedElsewhere
+	case metadata[ClusterKey] != "" && metadata[ClusterKey] != cluster:
+		return OwnedElsewhere
+	}
+	return Owned
+}
+
+// OwnerOf describes who owns a server object, for messages.
+func OwnerOf(metadata map[string]string) string {
+	if c := metadata[ClusterKey]; c != "" {
+		return metadata[OwnerKey] + " in cluster " + c
+	}
+	return metadata[OwnerKey]
+}
+
+// AdoptedKey records, on a stream or consumer hubflow adopted (spec
+// adoptExisting), when it did. The Adopted condition is read from it on
+// every reconcile, so it survives lost status writes and operator restarts.
+const AdoptedKey = "hubflow.io/adopted"
+
+// KeepAdoption carries an adoption record from the server's metadata into
+// the desired metadata, so an update does not erase it.
+func KeepAdoption(desired, observed map[string]string) {
+	if at := observed[AdoptedKey]; at != "" {
+		desired[AdoptedKey] = at
+	}
+}

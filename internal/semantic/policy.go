@@ -148,3 +148,32 @@ func ConsumerClientPolicy(sem hubflowv1.DeliverySemantic, cfg jetstream.Consumer
 	}
 	return policy
 }
+
+// ProducerRetryHorizon is how long p's client may retry one publish,
+// whatever its Topic says: what the stream's duplicate window must cover
+// while p's workloads still run with a binding issued earlier.
+func ProducerRetryHorizon(p *hubflowv1.Producer) time.Duration {
+	policy := ProducerPolicy{WaitForAck: true, AckTimeout: DefaultAckTimeout, Retries: DefaultRetries, RetryWait: DefaultRetryWait}
+	if pub := p.Spec.Publish; pub != nil {
+		if pub.AckTimeout != nil {
+			policy.AckTimeout = pub.AckTimeout.Duration
+		}
+		if pub.Retries != nil {
+			policy.Retries = int(*pub.Retries)
+		}
+		if pub.RetryWait != nil {
+			policy.RetryWait = pub.RetryWait.Duration
+		}
+	}
+	return policy.RetryHorizon()
+}
+
+// HeldDuplicateWindow is the duplicate window a stream gets. A window
+// declared below a registered producer's retry horizon would let that
+// producer's late retries be stored twice, so the stream keeps what it has,
+// down to the largest horizon: a shrink stops there. It never grows past
+// what the stream already has on a producer's behalf; such a producer is
+// refused instead (see Producer).
+func HeldDuplicateWindow(declared, current, horizon time.Duration) time.Duration {
+	return max(declared, min(current, horizon))
+}
