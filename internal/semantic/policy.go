@@ -121,7 +121,7 @@ type ConsumerPolicy struct {
 	// MaxDeliver is 0 when unlimited.
 	MaxDeliver int
 	// IdempotencyKey: the handler gets a stable key (message id, else stream
-	// sequence) to make its side effect idempotent.
+	// sequence and stored time) to make its side effect idempotent.
 	IdempotencyKey bool
 }
 

@@ -32,8 +32,11 @@ type Delivery struct {
 	Header  nats.Header
 	// IdempotencyKey is stable across redeliveries of the same message: its
 	// Nats-Msg-Id (an ExactlyOnce producer always sets one), else
-	// "<stream>:<stream sequence>". Key side effects by it to make them
-	// idempotent.
+	// "<stream>:<stream sequence>:<stored time, Unix ns>". The stored time
+	// tells stream incarnations apart: a stream deleted and created again
+	// restarts its sequences at 1, and without it a persistent dedup record
+	// would take the new stream's messages for the old one's. Key side
+	// effects by it to make them idempotent.
 	IdempotencyKey string
 	Stream         string
 	Sequence       uint64 // stream sequence
@@ -61,12 +64,16 @@ func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
 		}
 		return
 	}
+	// One key is handled by one worker at a time, with or without a dedup
+	// record: a redelivery that arrives while the first delivery is still in
+	// the handler (its ack wait ran out) waits for it, then finds the key
+	// recorded (with a dedup record) or runs after it, never beside it.
+	release, ok := c.claim(ctx, d.IdempotencyKey)
+	if !ok {
+		return // shutting down; the message comes back after the ack wait
+	}
+	defer release()
 	if c.o.dedup != nil {
-		release, ok := c.claim(ctx, d.IdempotencyKey)
-		if !ok {
-			return // shutting down; the message comes back after the ack wait
-		}
-		defer release()
 		seen, err := c.o.dedup.Seen(ctx, d.IdempotencyKey)
 		if err != nil {
 			c.handlerErrors.Add(1)
@@ -213,7 +220,7 @@ func (c *Consumer) delivery(m jetstream.Msg) *Delivery {
 	if id := d.Header.Get(jetstream.MsgIDHeader); id != "" {
 		d.IdempotencyKey = id
 	} else {
-		d.IdempotencyKey = d.Stream + ":" + formatSeq(d.Sequence)
+		d.IdempotencyKey = d.Stream + ":" + formatSeq(d.Sequence) + ":" + strconv.FormatInt(d.Published.UnixNano(), 10)
 	}
 	return d
 }
