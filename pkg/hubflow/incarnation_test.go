@@ -81,7 +81,9 @@ func TestNoConcurrentDeliveriesOfOneKeyWithoutDedup(t *testing.T) {
 			time.Sleep(2500 * time.Millisecond) // past the 1s ack wait: the server redelivers meanwhile
 		}
 		return nil
-	}, func() bool { return c.Stats().Acked >= 1 && runs.Load() >= 1 && inHandler.Load() == 0 && c.Stats().Delivered >= 2 })
+	}, func() bool {
+		return c.Stats().Acked >= 1 && runs.Load() >= 1 && inHandler.Load() == 0 && c.Stats().Delivered >= 2
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
