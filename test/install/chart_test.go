@@ -155,6 +155,13 @@ func TestChartValues(t *testing.T) {
 			},
 		},
 		{
+			name: "cluster name",
+			sets: []string{"clusterName=eu-west-1"},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				wantArgs(t, managerContainer(t, find(t, objs, "Deployment", deployment)), []string{"--cluster-name=eu-west-1"}, nil)
+			},
+		},
+		{
 			name: "resources and extra flags",
 			sets: []string{"resources.limits.memory=512Mi", "extraArgs={--resync-interval=5m}"},
 			check: func(t *testing.T, objs []*unstructured.Unstructured) {
