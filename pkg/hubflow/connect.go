@@ -39,6 +39,7 @@ func connect(ctx context.Context, b binding.Binding, o *options, ev connEvents) 
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(reconnectWait),
 		nats.DrainTimeout(o.drainTimeout),
+		reconnectBuffer(b),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if ev.disconnected != nil {
 				ev.disconnected()
@@ -171,4 +172,17 @@ func redactURLs(list string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// reconnectBuffer turns nats.go's reconnect buffer off for a producer that
+// waits for acknowledgements: a publish made while the connection is down
+// fails at once and is retried on the live connection within the retry
+// horizon. With the buffer, every retry made during an outage would be sent
+// at reconnect, however late, and an ExactlyOnce message stored once before
+// the outage would be stored again once its duplicate window had passed.
+func reconnectBuffer(b binding.Binding) nats.Option {
+	if b.Role == binding.RoleProducer && b.WaitForAck {
+		return nats.ReconnectBufSize(-1)
+	}
+	return func(*nats.Options) error { return nil }
 }

@@ -22,6 +22,22 @@ var (
 	ErrPoison = errors.New("hubflow: poison message")
 )
 
+// The two outcomes of a failed publish, matched with errors.Is on the
+// *PublishError a publish returns (ErrClosed, ErrAckTimeout and the
+// JetStream error say why; these say what the caller may assume).
+var (
+	// ErrNotStored: no attempt can have been stored. Every attempt either
+	// never left the client (the connection was down: hubflow does not
+	// buffer publishes while reconnecting) or was answered with a refusal.
+	// Publishing again is safe for every semantic.
+	ErrNotStored = errors.New("hubflow: not stored")
+	// ErrOutcomeUnknown: an attempt reached the connection and was never
+	// answered, so the stream may have stored it. For ExactlyOnce, publish
+	// again with the same ID within the duplicate window (the stream then
+	// keeps one copy); otherwise a retry may store a duplicate.
+	ErrOutcomeUnknown = errors.New("hubflow: outcome unknown, may be stored")
+)
+
 // PublishError says what happened to a message that was not acknowledged:
 // which subject and message id, after how many attempts, and the last cause
 // (an ack timeout, a JetStream API error, a closed connection, the caller's
@@ -32,6 +48,20 @@ type PublishError struct {
 	ID       string // the Nats-Msg-Id sent, empty when the policy sets none
 	Attempts int
 	Err      error
+	// MaybeStored is true when some attempt went out and was never
+	// answered: errors.Is(err, ErrOutcomeUnknown); else ErrNotStored.
+	MaybeStored bool
+}
+
+// Is lets errors.Is tell ErrNotStored from ErrOutcomeUnknown.
+func (e *PublishError) Is(target error) bool {
+	switch target {
+	case ErrOutcomeUnknown:
+		return e.MaybeStored
+	case ErrNotStored:
+		return !e.MaybeStored
+	}
+	return false
 }
 
 func (e *PublishError) Error() string {

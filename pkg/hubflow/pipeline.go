@@ -32,6 +32,9 @@ func (p *Producer) send(pe *pending) {
 	out := &nats.Msg{Subject: pe.msg.Subject, Reply: p.replyPrefix + formatToken(tok), Data: pe.msg.Data, Header: pe.msg.Header}
 	err := p.nc.PublishMsg(out)
 	if err == nil {
+		p.mu.Lock()
+		pe.unanswered++
+		p.mu.Unlock()
 		return
 	}
 	p.mu.Lock()
@@ -63,6 +66,9 @@ func (p *Producer) onReply(m *nats.Msg) {
 	p.mu.Lock()
 	pe := p.inflight[tok]
 	delete(p.inflight, tok)
+	if pe != nil {
+		pe.unanswered--
+	}
 	p.mu.Unlock()
 	if pe == nil {
 		return // a reply to an attempt already timed out or resent
@@ -164,7 +170,10 @@ const minRetryWait = 10 * time.Millisecond
 
 func (p *Producer) fail(pe *pending, cause error) {
 	p.failed.Add(1)
-	p.finish(pe, Ack{}, &PublishError{Subject: pe.msg.Subject, ID: pe.id, Attempts: pe.attempts, Err: cause})
+	p.mu.Lock()
+	maybe := pe.unanswered > 0
+	p.mu.Unlock()
+	p.finish(pe, Ack{}, &PublishError{Subject: pe.msg.Subject, ID: pe.id, Attempts: pe.attempts, Err: cause, MaybeStored: maybe})
 }
 
 func (p *Producer) finish(pe *pending, ack Ack, err error) {
@@ -215,9 +224,11 @@ func (p *Producer) onDisconnect() {
 }
 
 // onReconnect resends at once every attempt sent before the connection
-// dropped: its acknowledgement, if any, went to the old connection. Attempts
-// made while disconnected sat in the client's reconnect buffer and reach
-// the stream now, so they are left alone.
+// dropped: its acknowledgement, if any, went to the old connection. No
+// attempt is made while disconnected: an acknowledging producer's
+// connection has no reconnect buffer (see connect), so nothing written
+// during an outage reaches the stream after it, possibly past the
+// duplicate window.
 func (p *Producer) onReconnect() {
 	if !p.b.WaitForAck {
 		return

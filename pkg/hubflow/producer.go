@@ -119,6 +119,9 @@ type pending struct {
 	attempts int
 	first    time.Time // first attempt
 	sentAt   time.Time // latest attempt
+	// unanswered counts attempts written to the connection whose reply
+	// never came: while it is above zero the message may be stored.
+	unanswered int
 }
 
 // NewProducer connects with a producer binding and returns a Producer that
