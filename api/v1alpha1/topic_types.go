@@ -78,7 +78,11 @@ type TopicSpec struct {
 	// Semantic is the strongest delivery semantic this Topic offers; Producers and
 	// Consumers may declare the same or a weaker one.
 	// +optional
+	// It cannot cross the AtMostOnce boundary after creation: Consumers that
+	// inherit it would need another ack policy, which JetStream cannot change
+	// on a durable, so their binding and durable would disagree.
 	// +kubebuilder:default=AtLeastOnce
+	// +kubebuilder:validation:XValidation:rule="(self == 'AtMostOnce') == (oldSelf == 'AtMostOnce')",message="semantic cannot change between AtMostOnce and an acknowledged semantic after creation: the durables of Consumers that inherit it would need another ack policy, which JetStream cannot change; create a new Topic"
 	Semantic DeliverySemantic `json:"semantic,omitempty"`
 
 	// Subjects the Topic's stream captures. Defaults to "<namespace>.<name>" and
