@@ -67,18 +67,7 @@ func Producer(t *hubflowv1.Topic, p *hubflowv1.Producer, sem hubflowv1.DeliveryS
 		return policy, nil
 	}
 	policy.WaitForAck = true
-	policy.AckTimeout, policy.Retries, policy.RetryWait = DefaultAckTimeout, DefaultRetries, DefaultRetryWait
-	if pub := p.Spec.Publish; pub != nil {
-		if pub.AckTimeout != nil {
-			policy.AckTimeout = pub.AckTimeout.Duration
-		}
-		if pub.Retries != nil {
-			policy.Retries = int(*pub.Retries)
-		}
-		if pub.RetryWait != nil {
-			policy.RetryWait = pub.RetryWait.Duration
-		}
-	}
+	policy.AckTimeout, policy.Retries, policy.RetryWait = publishSettings(p)
 	if sem == hubflowv1.ExactlyOnce {
 		policy.MessageID = true
 		policy.DuplicateWindow = DuplicateWindow(t)
@@ -153,19 +142,26 @@ func ConsumerClientPolicy(sem hubflowv1.DeliverySemantic, cfg jetstream.Consumer
 // whatever its Topic says: what the stream's duplicate window must cover
 // while p's workloads still run with a binding issued earlier.
 func ProducerRetryHorizon(p *hubflowv1.Producer) time.Duration {
-	policy := ProducerPolicy{WaitForAck: true, AckTimeout: DefaultAckTimeout, Retries: DefaultRetries, RetryWait: DefaultRetryWait}
+	policy := ProducerPolicy{WaitForAck: true}
+	policy.AckTimeout, policy.Retries, policy.RetryWait = publishSettings(p)
+	return policy.RetryHorizon()
+}
+
+// publishSettings are p's declared publish settings, defaults filled in.
+func publishSettings(p *hubflowv1.Producer) (ackTimeout time.Duration, retries int, retryWait time.Duration) {
+	ackTimeout, retries, retryWait = DefaultAckTimeout, DefaultRetries, DefaultRetryWait
 	if pub := p.Spec.Publish; pub != nil {
 		if pub.AckTimeout != nil {
-			policy.AckTimeout = pub.AckTimeout.Duration
+			ackTimeout = pub.AckTimeout.Duration
 		}
 		if pub.Retries != nil {
-			policy.Retries = int(*pub.Retries)
+			retries = int(*pub.Retries)
 		}
 		if pub.RetryWait != nil {
-			policy.RetryWait = pub.RetryWait.Duration
+			retryWait = pub.RetryWait.Duration
 		}
 	}
-	return policy.RetryHorizon()
+	return ackTimeout, retries, retryWait
 }
 
 // HeldDuplicateWindow is the duplicate window a stream gets. A window

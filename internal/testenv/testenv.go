@@ -77,6 +77,25 @@ func (e *Env) Stop() error {
 	return e.env.Stop()
 }
 
+// Kubectl is the pinned kubectl built next to the control plane binaries.
+func Kubectl() string {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join(RepoRoot(), "bin", "k8s-"+KubernetesVersion)
+	}
+	return filepath.Join(assets, "kubectl")
+}
+
+// KubeconfigFile writes an admin kubeconfig into dir and returns its path.
+func (e *Env) KubeconfigFile(dir string) (string, error) {
+	kubeconfig, err := e.Kubeconfig()
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(dir, "kubeconfig")
+	return file, os.WriteFile(file, kubeconfig, 0o600)
+}
+
 // Kubeconfig is an admin kubeconfig for the control plane, for kubectl.
 func (e *Env) Kubeconfig() ([]byte, error) {
 	user, err := e.env.AddUser(envtest.User{Name: "hubflow-admin", Groups: []string{"system:masters"}}, nil)

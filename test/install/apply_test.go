@@ -24,12 +24,8 @@ func TestInstallsApplyServerSide(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	kubeconfig, err := env.Kubeconfig()
+	kubeconfigFile, err := env.KubeconfigFile(t.TempDir())
 	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigFile := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// A dry run persists nothing, so the namespaces the objects go into

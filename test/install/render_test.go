@@ -31,11 +31,7 @@ func tool(t *testing.T, name string) string {
 			path = filepath.Join(testenv.RepoRoot(), "bin", "tools", "helm")
 		}
 	case "kubectl":
-		dir := os.Getenv("KUBEBUILDER_ASSETS")
-		if dir == "" {
-			dir = filepath.Join(testenv.RepoRoot(), "bin", "k8s-"+testenv.KubernetesVersion)
-		}
-		path = filepath.Join(dir, "kubectl")
+		path = testenv.Kubectl()
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("%s not found at %s: run the tests with `make test` (it builds helm and kubectl): %v", name, path, err)

@@ -2,9 +2,7 @@ package validation
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,19 +17,11 @@ import (
 // kubectl runs the pinned kubectl against the test control plane.
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		dir = filepath.Join(testenv.RepoRoot(), "bin", "k8s-"+testenv.KubernetesVersion)
-	}
-	kubeconfig, err := env.Kubeconfig()
+	file, err := env.KubeconfigFile(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(file, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(filepath.Join(dir, "kubectl"), append([]string{"--kubeconfig", file}, args...)...).CombinedOutput()
+	out, err := exec.Command(testenv.Kubectl(), append([]string{"--kubeconfig", file}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
