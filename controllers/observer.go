@@ -32,14 +32,15 @@ func init() {
 //
 //   - one paged listing of every stream (one request per 256 streams) shows
 //     each Topic's stream config, so a missing or edited stream is repaired
-//     even if its advisory was lost;
+//     even when no advisory reported it (a stream lost without any API
+//     call, e.g. with a node's storage);
 //   - consumers are listed (one request per stream) only on streams that
 //     can have moved since the last look: new or expired messages, or a
 //     consumer that still had a backlog. A drained stream nobody publishes
 //     to costs nothing;
 //   - each listed consumer's backlog goes to the metrics and, coarsely, to
-//     its status, and its config is checked for out-of-band edits, for which
-//     the server sends no advisory.
+//     its status, and its config is checked once more for out-of-band edits
+//     (the advisory watch reports those through the API audit advisory).
 type observer struct {
 	client   client.Client
 	hub      hub.Client
@@ -77,7 +78,9 @@ func (o *observer) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			o.observe(ctx)
+			if !testHooks.observerPaused.Load() {
+				o.observe(ctx)
+			}
 		}
 	}
 }
