@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -30,6 +31,9 @@ import (
 // and the semantic it resolves to on its Topic.
 type ConsumerReconciler struct {
 	reconciler
+	// wakeTopics reaches the Topic reconciler: a Consumer that finds its
+	// stream missing says so, since the stream's own advisory may never come.
+	wakeTopics chan<- event.GenericEvent
 }
 
 func (r *ConsumerReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigger <-chan event.GenericEvent) error {
@@ -68,6 +72,7 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	conds := newConditions(&c.Status.CommonStatus, c.Generation)
 	renewIn, err := r.sync(ctx, &c, conds)
 	notRenewed(&c.Status.CommonStatus, conds, "Consumer")
+	c.Status.EffectiveSemantic = delivered(c.Status.EffectiveSemantic, c.Status.Conditions)
 	reportOutcome(ctx, r.recorder, &c, before.Status.Conditions, c.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &c, before, c.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
@@ -92,15 +97,19 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 // for none).
 func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, conds conditions) (time.Duration, error) {
 	topic, ok, err := readyTopic(ctx, r.client, c.Namespace, c.Spec.TopicRef.Name, conds)
+	c.Status.Semantic = shownSemantic(topic, c.Spec.Semantic)
 	if !ok {
+		r.forgetGone(ctx, c)
 		return 0, err
 	}
 	sem, err := semantic.Resolve(semantic.TopicSemantic(topic), c.Spec.Semantic)
 	if err != nil {
+		r.forgetGone(ctx, c)
 		return 0, ruleFailure(conds, err)
 	}
 	desired, err := semantic.Consumer(topic, c, sem)
 	if err != nil {
+		r.forgetGone(ctx, c)
 		return 0, ruleFailure(conds, err)
 	}
 	stream := semantic.StreamName(topic.Namespace, topic.Name)
@@ -109,8 +118,8 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 		return 0, err
 	}
 	r.owned(desired.Metadata)
-	c.Status.Semantic = sem
-	c.Status.EffectiveSemantic = semantic.Effective(sem, producerSemantics(semantic.TopicSemantic(topic), producers.Items))
+	c.Status.Semantic = hubflowv1.StatusSemantic(sem)
+	c.Status.EffectiveSemantic = hubflowv1.StatusSemantic(semantic.Effective(sem, producerSemantics(semantic.TopicSemantic(topic), producers.Items)))
 	c.Status.Undeliverable = semantic.Undeliverable(stream, desired)
 
 	// Every path of apply sets Ready: a binding is written only for a
@@ -129,11 +138,23 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 	return r.renewal(res), nil
 }
 
+// forgetGone clears the stream and durable names status gives, with the
+// lag, once that durable no longer exists, so neither kubectl nor the lag
+// metrics name what is gone. While the hub cannot say, they stay.
+func (r *ConsumerReconciler) forgetGone(ctx context.Context, c *hubflowv1.Consumer) {
+	if c.Status.DurableName == "" {
+		return
+	}
+	if _, err := r.hub.Consumer(ctx, c.Status.StreamName, c.Status.DurableName); errors.Is(err, hub.ErrNotFound) {
+		c.Status.StreamName, c.Status.DurableName, c.Status.Lag = "", "", nil
+	}
+}
+
 // consumerBinding is what a Consumer's client needs: its durable, how to
 // acknowledge, and a user that may read that durable only.
 func consumerBinding(c *hubflowv1.Consumer, cfg jetstream.ConsumerConfig) bindingRequest {
 	inbox := semantic.InboxPrefix(semantic.RoleConsumer, c.Namespace, c.Name)
-	policy := semantic.ConsumerClientPolicy(c.Status.Semantic, cfg)
+	policy := semantic.ConsumerClientPolicy(hubflowv1.DeliverySemantic(c.Status.Semantic), cfg)
 	return bindingRequest{
 		owner:  c,
 		secret: semantic.BindingSecretName(c.Name, c.Spec.BindingSecretName),
@@ -222,6 +243,13 @@ func (r *ConsumerReconciler) create(ctx context.Context, c *hubflowv1.Consumer, 
 	if errors.Is(err, hub.ErrNotFound) {
 		// The stream went away behind hubflow's back; the Topic recreates
 		// it, and that (or the observer) wakes this consumer again.
+		c.Status.StreamName, c.Status.DurableName, c.Status.Lag = "", "", nil
+		// The Topic may still say Ready: nats-server sometimes drops
+		// STREAM.DELETED, while each durable's deletion is announced on its own.
+		if r.wakeTopics != nil {
+			topic := &hubflowv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Spec.TopicRef.Name}}
+			send(ctx, r.wakeTopics, topic)
+		}
 		conds.failed(false, ReasonTopicNotReady, "stream %s is missing; waiting for Topic %s to recreate it", stream, c.Spec.TopicRef.Name)
 		return nil
 	}
@@ -299,16 +327,16 @@ func readyTopic(ctx context.Context, c client.Reader, namespace, name string, co
 		return nil, false, err
 	case !topic.DeletionTimestamp.IsZero():
 		conds.failed(false, ReasonTopicNotReady, "Topic %s is being deleted", name)
-		return nil, false, nil
+		return &topic, false, nil
 	case meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionReady) == nil:
 		// Created moments ago and not reconciled yet, as when a whole flow is
 		// applied at once: wait for it without a status write, which would
 		// only say "not yet" for a few milliseconds.
-		return nil, false, nil
+		return &topic, false, nil
 	case !isReady(topic.Status.Conditions):
 		conds.failed(false, ReasonTopicNotReady, "Topic %s is not ready: %s", name,
 			meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionReady).Message)
-		return nil, false, nil
+		return &topic, false, nil
 	}
 	return &topic, true, nil
 }

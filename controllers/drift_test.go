@@ -239,6 +239,17 @@ func TestLostAdvisoryIsCoveredByTheOther(t *testing.T) {
 			healed: func(f *driftFlow) error { return errors.Join(f.streamRestored(), f.durableRestored()) },
 		},
 		{
+			// What the server announces for each of the stream's durables
+			// is enough: a Consumer finding its stream gone wakes the Topic.
+			name: "stream deletion with only CONSUMER.DELETED", lost: append([]hub.AdvisoryKind{hub.StreamDeleted}, audit...),
+			change: func(t *testing.T, f *driftFlow) {
+				if err := js.DeleteStream(ctx, f.stream); err != nil {
+					t.Fatal(err)
+				}
+			},
+			healed: func(f *driftFlow) error { return errors.Join(f.streamRestored(), f.durableRestored()) },
+		},
+		{
 			name: "durable deletion without the API audit", lost: audit,
 			change: func(t *testing.T, f *driftFlow) {
 				if err := js.DeleteConsumer(ctx, f.stream, f.durable); err != nil {

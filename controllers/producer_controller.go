@@ -17,6 +17,7 @@ import (
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/hub"
 	"github.com/hubflow/hubflow/pkg/binding"
 )
 
@@ -73,11 +74,25 @@ func (r *ProducerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{RequeueAfter: renewIn}, nil
 }
 
+// forgetGone clears the stream name and subjects status gives once that
+// stream no longer exists (its Topic deleted, say). While the hub cannot
+// say, they stay.
+func (r *ProducerReconciler) forgetGone(ctx context.Context, p *hubflowv1.Producer) {
+	if p.Status.StreamName == "" {
+		return
+	}
+	if _, err := r.hub.Stream(ctx, p.Status.StreamName); errors.Is(err, hub.ErrNotFound) {
+		p.Status.StreamName, p.Status.Subjects = "", nil
+	}
+}
+
 // sync returns when the Producer's credentials are due for renewal (zero
 // for none).
 func (r *ProducerReconciler) sync(ctx context.Context, p *hubflowv1.Producer, conds conditions) (time.Duration, error) {
 	topic, ok, err := readyTopic(ctx, r.client, p.Namespace, p.Spec.TopicRef.Name, conds)
+	p.Status.Semantic = shownSemantic(topic, p.Spec.Semantic)
 	if !ok {
+		r.forgetGone(ctx, p)
 		return 0, err
 	}
 	sem, err := semantic.Resolve(semantic.TopicSemantic(topic), p.Spec.Semantic)
@@ -88,7 +103,7 @@ func (r *ProducerReconciler) sync(ctx context.Context, p *hubflowv1.Producer, co
 	if err != nil {
 		return 0, ruleFailure(conds, err)
 	}
-	p.Status.Semantic = sem
+	p.Status.Semantic = hubflowv1.StatusSemantic(sem)
 	p.Status.StreamName = semantic.StreamName(topic.Namespace, topic.Name)
 	p.Status.Subjects = policy.Subjects
 

@@ -93,7 +93,7 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 	if err := (&TopicReconciler{reconciler: base}).setup(mgr, copts, triggers.topics); err != nil {
 		return err
 	}
-	if err := (&ConsumerReconciler{reconciler: base}).setup(mgr, copts, triggers.consumers); err != nil {
+	if err := (&ConsumerReconciler{reconciler: base, wakeTopics: triggers.topics}).setup(mgr, copts, triggers.consumers); err != nil {
 		return err
 	}
 	if err := (&ProducerReconciler{reconciler: base}).setup(mgr, copts, triggers.producers); err != nil {

@@ -92,6 +92,7 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 	before := topic.DeepCopy()
 	err := r.sync(ctx, &topic)
+	topic.Status.EffectiveSemantic = delivered(topic.Status.EffectiveSemantic, topic.Status.Conditions)
 	reportOutcome(ctx, r.recorder, &topic, before.Status.Conditions, topic.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &topic, before, topic.Status, before.Status); perr != nil {
 		err = errors.Join(err, perr)
@@ -203,6 +204,8 @@ func (r *TopicReconciler) served(topic *hubflowv1.Topic, cfg jetstream.StreamCon
 
 func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, desired jetstream.StreamConfig, conds conditions) error {
 	if _, err := r.hub.CreateStream(ctx, desired); err != nil {
+		// No stream: status names none.
+		topic.Status.StreamName, topic.Status.Subjects = "", nil
 		return hubFailure(conds, r.explain(ctx, desired, err))
 	}
 	r.served(topic, desired)
@@ -239,7 +242,7 @@ func (r *TopicReconciler) register(ctx context.Context, topic *hubflowv1.Topic) 
 	topic.Status.Producers = registrations(names(&producers))
 	topic.Status.Consumers = registrations(names(&consumers))
 	topicSem := semantic.TopicSemantic(topic)
-	topic.Status.EffectiveSemantic = semantic.Effective(topicSem, producerSemantics(topicSem, producers.Items))
+	topic.Status.EffectiveSemantic = hubflowv1.StatusSemantic(semantic.Effective(topicSem, producerSemantics(topicSem, producers.Items)))
 	var horizon time.Duration
 	var holder string
 	for i := range producers.Items {

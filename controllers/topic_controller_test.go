@@ -68,13 +68,13 @@ func TestEachSemanticCompilesToTheContract(t *testing.T) {
 			if tc.ackPolicy == jetstream.AckExplicitPolicy && (dc.AckWait != 30*time.Second || len(dc.BackOff) != 4) {
 				t.Errorf("consumer: ackWait %s backoff %v, want 30s and a doubling backoff", dc.AckWait, dc.BackOff)
 			}
-			if cons.Status.Semantic != tc.sem || cons.Status.StreamName != cfg.Name || cons.Status.DurableName != "reader" {
+			if cons.Status.Semantic != hubflowv1.StatusSemantic(tc.sem) || cons.Status.StreamName != cfg.Name || cons.Status.DurableName != "reader" {
 				t.Errorf("consumer status %+v", cons.Status)
 			}
 			if !containsText(cons.Status.Undeliverable, tc.undelivered) {
 				t.Errorf("undeliverable %q, want it to say %q", cons.Status.Undeliverable, tc.undelivered)
 			}
-			if prod.Status.Semantic != tc.sem || len(prod.Status.Subjects) != 2 {
+			if prod.Status.Semantic != hubflowv1.StatusSemantic(tc.sem) || len(prod.Status.Subjects) != 2 {
 				t.Errorf("producer status %+v", prod.Status)
 			}
 			eventually(t, wait, func() error {
@@ -83,7 +83,7 @@ func TestEachSemanticCompilesToTheContract(t *testing.T) {
 				}
 				s := topic.Status
 				if s.Producers == nil || s.Consumers == nil || s.Producers.Count != 1 || s.Consumers.Count != 1 ||
-					s.Consumers.Names[0] != "reader" || s.EffectiveSemantic != tc.sem {
+					s.Consumers.Names[0] != "reader" || s.EffectiveSemantic != hubflowv1.StatusSemantic(tc.sem) {
 					return fmt.Errorf("registry view %+v %+v %s", s.Producers, s.Consumers, s.EffectiveSemantic)
 				}
 				return nil
@@ -112,7 +112,7 @@ func TestEffectiveSemanticFollowsTheWeakestProducer(t *testing.T) {
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(topic), topic); err != nil {
 				return err
 			}
-			if ledger.Status.EffectiveSemantic != want || topic.Status.EffectiveSemantic != want {
+			if ledger.Status.EffectiveSemantic != hubflowv1.StatusSemantic(want) || topic.Status.EffectiveSemantic != hubflowv1.StatusSemantic(want) {
 				return fmt.Errorf("consumer %s, topic %s, want %s", ledger.Status.EffectiveSemantic, topic.Status.EffectiveSemantic, want)
 			}
 			return nil

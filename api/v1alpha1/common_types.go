@@ -17,6 +17,16 @@ const (
 	ExactlyOnce DeliverySemantic = "ExactlyOnce"
 )
 
+// StatusSemantic is a semantic as a status reports it: one of the three
+// delivery semantics, or None, so kubectl's columns are never blank.
+// +kubebuilder:validation:Enum=AtMostOnce;AtLeastOnce;ExactlyOnce;None
+type StatusSemantic string
+
+// SemanticNone, in status.effectiveSemantic: the object is not Ready, so
+// nothing is delivered through it now. In status.semantic: the object
+// declares no semantic and has no Topic to inherit one from.
+const SemanticNone StatusSemantic = "None"
+
 // Strength orders the semantics: a flow may weaken a semantic, never strengthen it.
 func (s DeliverySemantic) Strength() int {
 	switch s {

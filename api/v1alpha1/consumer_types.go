@@ -114,9 +114,11 @@ type ConsumerSpec struct {
 type ConsumerStatus struct {
 	CommonStatus `json:",inline"`
 
-	// Semantic is the semantic the consumer processes with, the Topic's default resolved.
+	// Semantic is the semantic the consumer processes with, the Topic's
+	// default resolved. While it cannot be resolved against a Ready Topic:
+	// the declared one, else the Topic's, else None.
 	// +optional
-	Semantic DeliverySemantic `json:"semantic,omitempty"`
+	Semantic StatusSemantic `json:"semantic,omitempty"`
 
 	// StreamName is the JetStream stream the consumer reads.
 	// +optional
@@ -127,9 +129,10 @@ type ConsumerStatus struct {
 	DurableName string `json:"durableName,omitempty"`
 
 	// EffectiveSemantic is what the consumer gets end to end: its own
-	// semantic, weakened by the weakest producer registered on its Topic.
+	// semantic, weakened by the weakest producer registered on its Topic;
+	// None while the Consumer is not Ready.
 	// +optional
-	EffectiveSemantic DeliverySemantic `json:"effectiveSemantic,omitempty"`
+	EffectiveSemantic StatusSemantic `json:"effectiveSemantic,omitempty"`
 
 	// Lag is a coarse snapshot of the consumer's backlog, refreshed at the
 	// manager's lag interval and written only when it changed. Exact figures

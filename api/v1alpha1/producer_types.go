@@ -69,9 +69,11 @@ type ProducerSpec struct {
 type ProducerStatus struct {
 	CommonStatus `json:",inline"`
 
-	// Semantic is the semantic the producer publishes with, the Topic's default resolved.
+	// Semantic is the semantic the producer publishes with, the Topic's
+	// default resolved. While it cannot be resolved against a Ready Topic:
+	// the declared one, else the Topic's, else None.
 	// +optional
-	Semantic DeliverySemantic `json:"semantic,omitempty"`
+	Semantic StatusSemantic `json:"semantic,omitempty"`
 
 	// StreamName is the JetStream stream the producer publishes to.
 	// +optional

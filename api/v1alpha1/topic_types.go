@@ -170,9 +170,10 @@ type TopicStatus struct {
 
 	// EffectiveSemantic is the strongest promise a consumer of this Topic
 	// gets end to end: the Topic's semantic, weakened by the weakest
-	// registered producer (one that sends no message ids cannot be deduplicated).
+	// registered producer (one that sends no message ids cannot be deduplicated);
+	// None while the Topic is not Ready.
 	// +optional
-	EffectiveSemantic DeliverySemantic `json:"effectiveSemantic,omitempty"`
+	EffectiveSemantic StatusSemantic `json:"effectiveSemantic,omitempty"`
 }
 
 // MaxRegisteredNames bounds the names a Topic's status lists per kind, so a

@@ -73,7 +73,7 @@ of %d services grows to %d; with the hub, a new service adds one connection, wha
 	return all
 }
 
-func effectiveSemantic(ctx context.Context, k8s client.Client, consumer string) hubflowv1.DeliverySemantic {
+func effectiveSemantic(ctx context.Context, k8s client.Client, consumer string) hubflowv1.StatusSemantic {
 	var c hubflowv1.Consumer
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: consumer}, &c); err != nil {
 		return "?"
