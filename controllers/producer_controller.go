@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
-	"github.com/hubflow/hubflow/internal/semantic"
 	"github.com/hubflow/hubflow/internal/hub"
+	"github.com/hubflow/hubflow/internal/semantic"
 	"github.com/hubflow/hubflow/pkg/binding"
 )
 
