@@ -63,10 +63,10 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !c.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.delete(ctx, &c)
+		return retryConflict(r.delete(ctx, &c))
 	}
 	if err := ensureFinalizer(ctx, r.client, &c); err != nil {
-		return ctrl.Result{}, err
+		return retryConflict(err)
 	}
 	before := c.DeepCopy()
 	conds := newConditions(&c.Status.CommonStatus, c.Generation)

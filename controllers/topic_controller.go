@@ -84,10 +84,10 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !topic.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.delete(ctx, &topic)
+		return retryConflict(r.delete(ctx, &topic))
 	}
 	if err := ensureFinalizer(ctx, r.client, &topic); err != nil {
-		return ctrl.Result{}, err
+		return retryConflict(err)
 	}
 
 	before := topic.DeepCopy()
@@ -424,6 +424,34 @@ func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 	}
 	return nil
 }
+
+// retryConflict retries a reconcile whose finalizer write met a newer
+// version of the object at once and without an error: the object changed
+// since the cache read it, which is routine, not something to log with a
+// stack trace.
+func retryConflict(err error) (ctrl.Result, error) {
+	if err != nil && onlyConflicts(err) {
+		return conflictRetry, nil
+	}
+	return ctrl.Result{}, err
+}
+
+// onlyConflicts: err is a conflict, or errors joined that all are, so no
+// other failure is hidden by the quiet retry.
+func onlyConflicts(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if !onlyConflicts(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return apierrors.IsConflict(err)
+}
+
+// conflictRetry gives the cache a moment to see the newer version.
+var conflictRetry = ctrl.Result{RequeueAfter: 50 * time.Millisecond}
 
 func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
 	before := obj.DeepCopyObject().(client.Object)
