@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,7 +82,11 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return cacheLagRetry, nil
 	}
 	if errors.Is(err, errStalled) {
-		return stalledRecheck, nil
+		result := stalledRecheck
+		if renewIn > 0 && renewIn < result.RequeueAfter {
+			result.RequeueAfter = renewIn
+		}
+		return result, nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
@@ -123,19 +128,33 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 	c.Status.Undeliverable = semantic.Undeliverable(stream, desired)
 
 	// Every path of apply sets Ready: a binding is written only for a
-	// durable that serves.
-	if err := r.apply(ctx, c, stream, desired, conds); err != nil || !isReady(c.Status.Conditions) {
-		return 0, err
+	// durable that serves. A refused edit leaves the durable Ready with its
+	// earlier settings: the binding then describes those, and its
+	// credentials are renewed all the same, so the workload stays connected.
+	serving := desired
+	applyErr := r.apply(ctx, c, stream, desired, &serving, conds)
+	if !isReady(c.Status.Conditions) {
+		return 0, applyErr
 	}
-	req := consumerBinding(c, desired)
+	req := consumerBinding(c, serving)
 	res, err := r.bind(ctx, req)
 	if err != nil {
-		return 0, err
+		return 0, errors.Join(applyErr, err)
 	}
 	if !r.report(c, req, res, conds, &c.Status.Binding) {
-		return 0, nil
+		return 0, applyErr
 	}
-	return r.renewal(res), nil
+	return r.renewal(res), applyErr
+}
+
+// servedConfig is a durable's config as the server holds it, with its
+// filter in one place: the server may hold a single filter in either field.
+func servedConfig(cfg jetstream.ConsumerConfig) jetstream.ConsumerConfig {
+	if cfg.FilterSubject != "" {
+		cfg.FilterSubjects = append(slices.Clone(cfg.FilterSubjects), cfg.FilterSubject)
+		cfg.FilterSubject = ""
+	}
+	return cfg
 }
 
 // forgetGone clears the stream and durable names status gives, with the
@@ -169,7 +188,10 @@ func consumerBinding(c *hubflowv1.Consumer, cfg jetstream.ConsumerConfig) bindin
 }
 
 // apply makes the durable match desired and sets Ready and Synced.
-func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, stream string, desired jetstream.ConsumerConfig, conds conditions) error {
+//
+// When the server keeps a durable with other settings than desired (an
+// edit it refused or cannot make in place), serving is set to them.
+func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, stream string, desired jetstream.ConsumerConfig, serving *jetstream.ConsumerConfig, conds conditions) error {
 	observed, err := r.hub.Consumer(ctx, stream, desired.Durable)
 	switch {
 	case errors.Is(err, hub.ErrNotFound):
@@ -207,6 +229,7 @@ func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, s
 			return nil
 		}
 		c.Status.StreamName, c.Status.DurableName = stream, desired.Durable
+		*serving = servedConfig(observed.Config)
 		conds.failed(true, ReasonImmutableChange,
 			"JetStream cannot change %s of durable %s in place; it keeps serving with the server's settings. Recreate the Consumer (or declare its semantic) to apply it",
 			joinChanges(immutable), desired.Durable)
@@ -220,6 +243,7 @@ func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, s
 				return hubFailure(conds, err)
 			}
 			c.Status.StreamName, c.Status.DurableName = stream, desired.Durable
+			*serving = servedConfig(observed.Config)
 			return updateRefused(conds, "durable", desired.Durable, err)
 		}
 		observed = updated
