@@ -229,6 +229,15 @@ func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, s
 			return nil
 		}
 		c.Status.StreamName, c.Status.DurableName = stream, desired.Durable
+		if slices.ContainsFunc(immutable, func(ch semantic.Change) bool { return ch.Field == "ackPolicy" }) {
+			// The durable acknowledges otherwise than the semantic needs: no
+			// binding could describe both, and a client following either
+			// would break the promise. The earlier binding stays as it was.
+			conds.failed(false, ReasonImmutableChange,
+				"durable %s has %s, which semantic %s cannot run on, and JetStream cannot change it in place: recreate the Consumer (or give it another durableName) to get a durable for %s",
+				desired.Durable, joinChanges(immutable), c.Status.Semantic, c.Status.Semantic)
+			return nil
+		}
 		*serving = servedConfig(observed.Config)
 		conds.failed(true, ReasonImmutableChange,
 			"JetStream cannot change %s of durable %s in place; it keeps serving with the server's settings. Recreate the Consumer (or declare its semantic) to apply it",

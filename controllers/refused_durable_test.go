@@ -12,6 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/hub"
 	"github.com/hubflow/hubflow/internal/semantic"
 	"github.com/hubflow/hubflow/pkg/binding"
 )
@@ -81,4 +83,58 @@ func TestRefusedDurableEditKeepsItsBinding(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A durable that acknowledges otherwise than the Consumer's semantic needs
+// (made so out of band, or by a Topic flipped before admission refused
+// such flips) is never called Ready, and its binding is not rewritten into
+// one that contradicts it.
+func TestDurableWithTheWrongAckPolicyIsNotReady(t *testing.T) {
+	ns := namespace(t)
+	topic := newTopic(ns, "metrics", hubflowv1.AtMostOnce)
+	cons := newConsumer(ns, "dashboard", "metrics")
+	create(t, topic, cons)
+	ready(t, topic)
+	ready(t, cons)
+	stream := semantic.StreamName(ns, "metrics")
+	before := bindingOf(t, cons, "dashboard-binding")
+	if before.Ack != binding.AckNone {
+		t.Fatalf("AtMostOnce binding says ack %q", before.Ack)
+	}
+
+	c, err := js.Consumer(ctx, stream, "dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.CachedInfo().Config
+	cfg.AckPolicy = jetstream.AckExplicitPolicy
+	// The swap is not seen while it happens, or hubflow would recreate the
+	// durable in between; a touch of the Consumer then shows it.
+	t.Run("swap the durable unseen", func(t *testing.T) {
+		controllers.PauseObserver(t)
+		controllers.DropAdvisories(t, hub.ConsumerDeleted, hub.ConsumerCall)
+		if err := js.DeleteConsumer(ctx, stream, "dashboard"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.CreateConsumer(ctx, stream, cfg); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+			return err
+		}
+		metav1.SetMetaDataAnnotation(&cons.ObjectMeta, "test/touched", "1")
+		return k8s.Update(ctx, cons)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cond := condition(t, cons, hubflowv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonImmutableChange)
+	if !containsText(cond.Message, "ackPolicy") {
+		t.Errorf("the refusal does not name the ack policy: %s", cond.Message)
+	}
+	after := bindingOf(t, cons, "dashboard-binding")
+	if after.Ack != before.Ack {
+		t.Errorf("binding rewritten to ack %q for a durable hubflow cannot run the semantic on", after.Ack)
+	}
 }
