@@ -54,6 +54,7 @@ var failureKinds = map[string]failureKind{
 	semantic.ReasonSemanticStrongerThanTopic: permanent,
 	semantic.ReasonSubjectOutsideTopic:       permanent,
 	semantic.ReasonRetryHorizonTooLong:       permanent,
+	semantic.ReasonSubjectOutsideNamespace:   permanent,
 }
 
 // kindOf treats an unclassified reason as transient: an object is never

@@ -117,8 +117,12 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 		return err
 	}
 
+	outside := semantic.SubjectsInNamespace(topic)
 	observed, err := r.hub.Stream(ctx, desired.Name)
 	switch {
+	case errors.Is(err, hub.ErrNotFound) && outside != nil:
+		topic.Status.StreamName, topic.Status.Subjects = "", nil
+		return ruleFailure(conds, outside)
 	case errors.Is(err, hub.ErrNotFound):
 		return r.create(ctx, topic, desired, conds)
 	case err != nil:
@@ -144,6 +148,17 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 		}
 		adopting = true
 		desired.Metadata[semantic.AdoptedKey] = time.Now().UTC().Format(time.RFC3339)
+	}
+	if outside != nil {
+		if adopting {
+			topic.Status.StreamName, topic.Status.Subjects = "", nil
+			return ruleFailure(conds, outside)
+		}
+		// A stream made before the rule, or an edit that would break it:
+		// the stream keeps serving what it serves; only the spec is refused.
+		r.served(topic, observed.Config)
+		conds.failed(true, outside.Reason, "%v; stream %s keeps serving %s", outside, desired.Name, strings.Join(observed.Config.Subjects, ", "))
+		return nil
 	}
 	semantic.KeepAdoption(desired.Metadata, observed.Config.Metadata)
 	declaredWindow := desired.Duplicates

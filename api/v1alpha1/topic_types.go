@@ -86,14 +86,15 @@ type TopicSpec struct {
 	Semantic DeliverySemantic `json:"semantic,omitempty"`
 
 	// Subjects the Topic's stream captures. Defaults to "<namespace>.<name>" and
-	// "<namespace>.<name>.>". A subject starts with a literal token; "*" matches
-	// one token and a final ">" matches the rest.
+	// "<namespace>.<name>.>". A subject starts with the namespace's token
+	// ("<namespace>.…"), so no namespace can take another's subjects; "*"
+	// matches one token and a final ">" matches the rest.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=255
 	// +kubebuilder:validation:items:Pattern=`^[^.\s*>$][^.\s*>]*(\.([^.\s*>]+|\*))*(\.>)?$`
-	// +kubebuilder:validation:items:XValidation:rule="!self.startsWith('_INBOX.')",message="the _INBOX prefix is reserved for replies"
+	// +kubebuilder:validation:items:XValidation:rule="!self.startsWith('_INBOX')",message="subjects starting with _INBOX are reserved for replies and workloads' inboxes"
 	Subjects []string `json:"subjects,omitempty"`
 
 	// Storage is File (survives restarts) or Memory (AtMostOnce only). Immutable.

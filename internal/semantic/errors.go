@@ -8,6 +8,9 @@ const (
 	ReasonSemanticStrongerThanTopic = "SemanticStrongerThanTopic"
 	ReasonSubjectOutsideTopic       = "SubjectOutsideTopic"
 	ReasonRetryHorizonTooLong       = "RetryHorizonExceedsDuplicateWindow"
+	// ReasonSubjectOutsideNamespace: a Topic's subjects must start with its
+	// namespace's token. A CRD's CEL rules cannot read the namespace.
+	ReasonSubjectOutsideNamespace = "SubjectOutsideNamespace"
 )
 
 // RuleError is a declared spec that cannot be compiled against its Topic.

@@ -1,6 +1,7 @@
 package semantic
 
 import (
+	"fmt"
 	"strings"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
@@ -32,6 +33,25 @@ func TopicSubjects(t *hubflowv1.Topic) []string {
 		return append([]string(nil), t.Spec.Subjects...)
 	}
 	return DefaultSubjects(t.Namespace, t.Name)
+}
+
+// SubjectsInNamespace checks that every subject of t starts with the token
+// of t's namespace. The namespace's token is the namespace's own: no Topic
+// can capture another namespace's subjects, a workload's inbox
+// (_INBOX_<namespace>_…) or a system subject ($JS, $SYS). Namespace names
+// are DNS labels, so the token is always a literal one.
+func SubjectsInNamespace(t *hubflowv1.Topic) *RuleError {
+	for i, s := range TopicSubjects(t) {
+		if first, _, _ := strings.Cut(s, "."); first != t.Namespace {
+			return &RuleError{
+				Reason: ReasonSubjectOutsideNamespace,
+				Field:  fmt.Sprintf("spec.subjects[%d]", i),
+				Message: fmt.Sprintf("%q is outside namespace %s: a Topic's subjects start with its namespace (%s.…), so no namespace can take another's subjects or a workload's inbox",
+					s, t.Namespace, t.Namespace),
+			}
+		}
+	}
+	return nil
 }
 
 // DurableName is the JetStream durable consumer of a Consumer.

@@ -430,3 +430,28 @@ func TestChangesIgnoreServerDefaultsAndFlagImmutables(t *testing.T) {
 		t.Fatalf("ack wait of an AckNone consumer is not drift, got %v", ch)
 	}
 }
+
+func TestSubjectsInNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		subjects []string
+		field    string // "" when allowed
+	}{
+		{nil, ""}, // the defaults: shop.orders, shop.orders.>
+		{[]string{"shop.payments", "shop.payments.>", "shop.*.eu"}, ""},
+		{[]string{"shop.ok", "billing.orders"}, "spec.subjects[1]"},
+		{[]string{"shopping.orders"}, "spec.subjects[0]"},
+		{[]string{"shop"}, ""}, // the namespace token alone is its own
+		{[]string{"*.orders"}, "spec.subjects[0]"},
+		{[]string{">"}, "spec.subjects[0]"},
+		{[]string{"_INBOX_shop_consumer_billing.>"}, "spec.subjects[0]"},
+	} {
+		topic := &hubflowv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders"}, Spec: hubflowv1.TopicSpec{Subjects: tc.subjects}}
+		err := SubjectsInNamespace(topic)
+		switch {
+		case tc.field == "" && err != nil:
+			t.Errorf("%v refused: %v", tc.subjects, err)
+		case tc.field != "" && (err == nil || err.Field != tc.field || err.Reason != ReasonSubjectOutsideNamespace):
+			t.Errorf("%v: got %v, want a refusal naming %s", tc.subjects, err, tc.field)
+		}
+	}
+}

@@ -104,7 +104,9 @@ spec: {subjects: ["orders created"]}`, "spec.subjects[0]", []string{notMatching}
 	{"topic subject under $JS", `kind: Topic
 spec: {subjects: ["$JS.API.STREAM.LIST"]}`, "spec.subjects[0]", []string{notMatching}},
 	{"topic subject under _INBOX", `kind: Topic
-spec: {subjects: ["_INBOX.x"]}`, "spec.subjects[0]", []string{"the _INBOX prefix is reserved for replies"}},
+spec: {subjects: ["_INBOX.x"]}`, "spec.subjects[0]", []string{"subjects starting with _INBOX are reserved"}},
+	{"topic subject on a workload's inbox", `kind: Topic
+spec: {subjects: ["_INBOX_shop_consumer_billing.>"]}`, "spec.subjects[0]", []string{"subjects starting with _INBOX are reserved"}},
 	{"topic subject lone wildcard", `kind: Topic
 spec: {subjects: [">"]}`, "spec.subjects[0]", []string{notMatching}},
 	{"topic subject wildcard not last", `kind: Topic
