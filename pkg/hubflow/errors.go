@@ -20,6 +20,10 @@ var (
 	// ErrPoison marks a handler error as permanent: the message is
 	// terminated instead of redelivered. Wrap with Poison.
 	ErrPoison = errors.New("hubflow: poison message")
+	// ErrWrongStream: the acknowledgement came from another stream than the
+	// binding's, one that captured its subjects. The message is not in its
+	// Topic; the publish is failed, never reported as a success.
+	ErrWrongStream = errors.New("hubflow: acknowledged by another stream than the binding's")
 )
 
 // The two outcomes of a failed publish, matched with errors.Is on the

@@ -74,7 +74,12 @@ func (p *Producer) onReply(m *nats.Msg) {
 		return // a reply to an attempt already timed out or resent
 	}
 	ack, err := parsePubAck(m)
+	if err == nil && ack.Stream != p.b.Stream {
+		err = fmt.Errorf("%w: stream %q answered, the binding names %q", ErrWrongStream, ack.Stream, p.b.Stream)
+	}
 	switch {
+	case errors.Is(err, ErrWrongStream):
+		p.fail(pe, err)
 	case err == nil:
 		ack.ID = pe.id
 		p.acked.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,5 +226,30 @@ func TestProducerDoesNotRetryAPermanentRefusal(t *testing.T) {
 	}
 	if p.Stats().Retries != 0 {
 		t.Errorf("retried a permanent refusal %d times", p.Stats().Retries)
+	}
+}
+
+// An acknowledgement from a stream other than the binding's (one that
+// captured the binding's subjects) fails the publish: the message is not in
+// its Topic, whatever the stream that stored it says.
+func TestProducerRefusesAnAckFromAnotherStream(t *testing.T) {
+	h := startHub(t)
+	ctx := ctxT(t)
+	h.stream(t, "SQUAT", "ExactlyOnce", "pay.>")
+	for _, sem := range []string{"AtLeastOnce", "ExactlyOnce"} {
+		t.Run(sem, func(t *testing.T) {
+			p, err := NewProducer(ctx, producerBinding(h.srv.URL(), "PAY", sem, "pay.>"), quiet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close(ctx)
+			ack, err := p.Publish(ctx, Msg{Subject: "pay.eu", Data: []byte("x")})
+			if !errors.Is(err, ErrWrongStream) || !strings.Contains(err.Error(), "SQUAT") {
+				t.Fatalf("publish = %+v, %v; want ErrWrongStream naming SQUAT", ack, err)
+			}
+			if p.Stats().Retries != 0 {
+				t.Errorf("retried %d times into the same stream", p.Stats().Retries)
+			}
+		})
 	}
 }
