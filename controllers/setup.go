@@ -44,7 +44,17 @@ type Options struct {
 	// NATS account never take over each other's objects. Empty means
 	// DefaultClusterName.
 	ClusterName string
+	// WindowHoldGrace is how long a Topic keeps a duplicate window held for
+	// an ExactlyOnce Producer after that Producer is deleted: its workloads
+	// may go on retrying with the binding they have. Zero means the
+	// credentials' lifetime when the manager mints credentials (they run
+	// out by then), else DefaultWindowHoldGrace.
+	WindowHoldGrace time.Duration
 }
+
+// DefaultWindowHoldGrace is the hold after a Producer's deletion on a hub
+// without auth, where nothing ends its workloads' access.
+const DefaultWindowHoldGrace = 24 * time.Hour
 
 // DefaultClusterName is the cluster name of a manager given none.
 const DefaultClusterName = "default"
@@ -84,13 +94,20 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 		bindingURL: opts.BindingURL,
 		cluster:    cmp.Or(opts.ClusterName, DefaultClusterName),
 	}
+	windowGrace := opts.WindowHoldGrace
+	if windowGrace <= 0 && opts.Credentials != nil {
+		windowGrace = opts.Credentials.TTL()
+	}
+	if windowGrace <= 0 {
+		windowGrace = DefaultWindowHoldGrace
+	}
 	copts := controller.Options{
 		MaxConcurrentReconciles: max(opts.MaxConcurrentReconciles, 1),
 		// A failing reconcile retries quickly at first and at most every two
 		// minutes, so a hub that comes back is noticed soon.
 		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 2*time.Minute),
 	}
-	if err := (&TopicReconciler{reconciler: base}).setup(mgr, copts, triggers.topics); err != nil {
+	if err := (&TopicReconciler{reconciler: base, windowGrace: windowGrace}).setup(mgr, copts, triggers.topics); err != nil {
 		return err
 	}
 	if err := (&ConsumerReconciler{reconciler: base, wakeTopics: triggers.topics}).setup(mgr, copts, triggers.consumers); err != nil {

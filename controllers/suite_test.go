@@ -39,6 +39,9 @@ const (
 	testResync  = time.Hour // long, so healing in the tests is due to advisories and the lag collector
 	testObserve = 500 * time.Millisecond
 	testCluster = "envtest"
+	// testWindowGrace: a window held for a deleted Producer shrinks after
+	// this, short so a test sees both sides.
+	testWindowGrace = 6 * time.Second
 )
 
 func TestMain(m *testing.M) {
@@ -72,7 +75,7 @@ func run(m *testing.M) int {
 	js, _ = jetstream.New(own)
 
 	mgr, err := testhub.Start(env.Config, env.Scheme, hubNATS.URL(),
-		controllers.Options{ResyncInterval: testResync, ObserveInterval: testObserve, MaxConcurrentReconciles: 4, ClusterName: testCluster})
+		controllers.Options{ResyncInterval: testResync, ObserveInterval: testObserve, MaxConcurrentReconciles: 4, ClusterName: testCluster, WindowHoldGrace: testWindowGrace})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -33,6 +33,9 @@ import (
 // registered with it.
 type TopicReconciler struct {
 	reconciler
+	// windowGrace: how long a duplicate window stays held for a Producer
+	// that is gone (Options.WindowHoldGrace).
+	windowGrace time.Duration
 }
 
 func (r *TopicReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigger <-chan event.GenericEvent) error {
@@ -91,7 +94,7 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 
 	before := topic.DeepCopy()
-	err := r.sync(ctx, &topic)
+	recheckIn, err := r.sync(ctx, &topic)
 	topic.Status.EffectiveSemantic = delivered(topic.Status.EffectiveSemantic, topic.Status.Conditions)
 	reportOutcome(ctx, r.recorder, &topic, before.Status.Conditions, topic.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &topic, before, topic.Status, before.Status); perr != nil {
@@ -103,12 +106,23 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	return r.requeue(), nil
+	result := r.requeue()
+	if recheckIn > 0 && recheckIn < result.RequeueAfter {
+		result.RequeueAfter = recheckIn
+	}
+	return result, nil
 }
 
 // sync brings the stream in line and fills in the status; it returns an
-// error only for what a retry may fix.
-func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) error {
+// error only for what a retry may fix, and when the stream must be looked
+// at again whatever happens (zero for the resync).
+func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) (time.Duration, error) {
+	var recheckIn time.Duration
+	err := r.syncStream(ctx, topic, &recheckIn)
+	return recheckIn, err
+}
+
+func (r *TopicReconciler) syncStream(ctx context.Context, topic *hubflowv1.Topic, recheckIn *time.Duration) error {
 	conds := newConditions(&topic.Status.CommonStatus, topic.Generation)
 	desired := semantic.Stream(topic)
 	r.owned(desired.Metadata)
@@ -162,8 +176,11 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 	}
 	semantic.KeepAdoption(desired.Metadata, observed.Config.Metadata)
 	declaredWindow := desired.Duplicates
+	var hold semantic.WindowHold
 	if declaredWindow > 0 {
-		desired.Duplicates = semantic.HeldDuplicateWindow(declaredWindow, observed.Config.Duplicates, horizon)
+		hold = semantic.HoldWindow(declaredWindow, observed.Config.Duplicates, horizon, holder, observed.Config.Metadata, time.Now(), r.windowGrace)
+		desired.Duplicates = hold.Window
+		hold.Record(desired.Metadata)
 	}
 	changes := semantic.StreamChanges(desired, observed.Config)
 	if immutable := changes.Immutable(); len(immutable) > 0 {
@@ -201,6 +218,13 @@ func (r *TopicReconciler) sync(ctx context.Context, topic *hubflowv1.Topic) erro
 	}
 	r.served(topic, desired)
 	adopted(conds, "stream", desired.Name, desired.Metadata)
+	if desired.Duplicates > declaredWindow && declaredWindow > 0 && !hold.Until.IsZero() {
+		*recheckIn = time.Until(hold.Until) + time.Second
+		conds.failed(true, ReasonDuplicateWindowHeld,
+			"spec.duplicateWindow %s is shorter than the retry horizon of Producer %s, which is gone but whose workloads may still retry with the binding they were given; the stream keeps a %s window until %s, then shrinks to %s",
+			declaredWindow, hold.Holder, desired.Duplicates, hold.Until.Format(time.RFC3339), declaredWindow)
+		return nil
+	}
 	if desired.Duplicates > declaredWindow && declaredWindow > 0 {
 		conds.failed(true, ReasonDuplicateWindowHeld,
 			"spec.duplicateWindow %s is shorter than the retry horizon of Producer %s; the stream keeps a %s window so its retries are never stored twice, until that Producer's publish policy is shortened or it is deleted",

@@ -2,10 +2,13 @@ package controllers_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
@@ -54,4 +57,47 @@ func TestDuplicateWindowShrinkIsHeldForRegisteredProducers(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A deleted Producer's workloads may go on retrying with the binding they
+// have: the window held for it outlives it by the grace (the credentials'
+// lifetime), then the declared shrink goes through.
+func TestDuplicateWindowOutlivesADeletedProducer(t *testing.T) {
+	ns := namespace(t)
+	topic := newTopic(ns, "payments", hubflowv1.ExactlyOnce)
+	prod := newProducer(ns, "checkout", "payments")
+	create(t, topic, prod)
+	ready(t, topic)
+	ready(t, prod)
+	horizon := semantic.ProducerRetryHorizon(prod)
+	edit(t, topic, func() { topic.Spec.DuplicateWindow = &metav1.Duration{Duration: 10 * time.Second} })
+	condition(t, topic, hubflowv1.ConditionSynced, metav1.ConditionFalse, controllers.ReasonDuplicateWindowHeld)
+
+	if err := k8s.Delete(ctx, prod); err != nil {
+		t.Fatal(err)
+	}
+	window := func() time.Duration {
+		s, err := js.Stream(ctx, semantic.StreamName(ns, "payments"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.Duplicates
+	}
+	eventually(t, wait, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(topic), topic); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionSynced)
+		if c == nil || !strings.Contains(c.Message, "gone") {
+			return fmt.Errorf("the Topic does not say the window is held for a deleted Producer: %+v", c)
+		}
+		return nil
+	})
+	if got := window(); got < horizon {
+		t.Fatalf("the window shrank to %s once the Producer was deleted; its workloads retry for up to %s", got, horizon)
+	}
+	condition(t, topic, hubflowv1.ConditionSynced, metav1.ConditionTrue, "")
+	if got := window(); got != 10*time.Second {
+		t.Errorf("after the grace the window is %s, want the declared 10s", got)
+	}
 }

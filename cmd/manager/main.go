@@ -56,9 +56,10 @@ type settings struct {
 	// dial. It defaults to --nats-url without its user information.
 	bindingURL string
 	// clusterName goes into the owner metadata of every stream and durable.
-	clusterName string
-	credentials credentialSettings
-	zap         zap.Options
+	clusterName     string
+	windowHoldGrace time.Duration
+	credentials     credentialSettings
+	zap             zap.Options
 }
 
 // credentialSettings say how Producers' and Consumers' NATS users are minted.
@@ -125,6 +126,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.credentials.signingKeyFile, "nats-account-signing-key-file", "", "File holding the seed of an account signing key (NATS operator mode). With it, every Producer and Consumer gets its own short-lived NATS user; without it, bindings carry no credentials (a hub without auth). Read once; never logged.")
 	fs.StringVar(&s.credentials.account, "nats-account", "", "Public key (A...) of the account the signing key belongs to; required with --nats-account-signing-key-file.")
 	fs.DurationVar(&s.credentials.ttl, "credentials-ttl", 24*time.Hour, "Lifetime of each Producer's and Consumer's NATS user. They are renewed when a third of it is left; the server disconnects a client whose user expired, so this also bounds how long a deleted or narrowed Producer or Consumer keeps access.")
+	fs.DurationVar(&s.windowHoldGrace, "window-hold-grace", 0, "How long an ExactlyOnce Topic keeps a duplicate window held for a deleted Producer's retry horizon, since its workloads may go on retrying with the binding they have. Default: --credentials-ttl when credentials are minted (they run out by then), else 24h.")
 	fs.StringVar(&s.clusterName, "cluster-name", controllers.DefaultClusterName, "Name of this Kubernetes cluster, recorded as the owner of every stream and durable hubflow creates. Give each cluster that shares a NATS account its own name: a cluster never changes or deletes another's objects. Changing it later makes the objects already created look owned elsewhere.")
 	s.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -266,5 +268,6 @@ func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings, issuer *crede
 		Credentials:             issuer,
 		BindingURL:              s.bindingURL,
 		ClusterName:             s.clusterName,
+		WindowHoldGrace:         s.windowHoldGrace,
 	})
 }

@@ -65,6 +65,8 @@ func StreamChanges(desired, observed jetstream.StreamConfig) Changes {
 	}
 	d.check("description", desired.Description, observed.Description, false)
 	d.check("metadata."+OwnerKey, desired.Metadata[OwnerKey], observed.Metadata[OwnerKey], false)
+	d.check("metadata."+WindowHeldForKey, desired.Metadata[WindowHeldForKey], observed.Metadata[WindowHeldForKey], false)
+	d.check("metadata."+WindowHeldUntilKey, desired.Metadata[WindowHeldUntilKey], observed.Metadata[WindowHeldUntilKey], false)
 	checkCluster(d, desired.Metadata, observed.Metadata)
 	return d.changes
 }

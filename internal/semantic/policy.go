@@ -173,3 +173,56 @@ func publishSettings(p *hubflowv1.Producer) (ackTimeout time.Duration, retries i
 func HeldDuplicateWindow(declared, current, horizon time.Duration) time.Duration {
 	return max(declared, min(current, horizon))
 }
+
+// Metadata keys of a stream whose duplicate window is held above the
+// declared one: for which Producer, and, once that Producer is gone, until
+// when. They let a held window outlive its Producer without a finalizer.
+const (
+	WindowHeldForKey   = "hubflow.io/duplicate-window-held-for"
+	WindowHeldUntilKey = "hubflow.io/duplicate-window-held-until"
+)
+
+// WindowHold is the duplicate window a stream gets and why.
+type WindowHold struct {
+	Window time.Duration
+	// Holder is the Producer the window is held above the declared one for.
+	Holder string
+	// Until is set while the window is held for a Holder that is gone: its
+	// workloads may still publish with the binding they were given, with
+	// credentials valid for up to the grace after its deletion.
+	Until time.Time
+}
+
+// HoldWindow decides a stream's duplicate window from the declared one, the
+// stream's current window and metadata, and the longest retry horizon of
+// the registered ExactlyOnce Producers (holder's). A window held for a
+// Producer is kept for grace after that Producer is gone, then shrinks to
+// the declared one; a plain shrink no Producer needs goes through at once.
+func HoldWindow(declared, current, horizon time.Duration, holder string, observed map[string]string, now time.Time, grace time.Duration) WindowHold {
+	live := WindowHold{Window: HeldDuplicateWindow(declared, current, horizon)}
+	if live.Window > declared {
+		live.Holder = holder
+	}
+	gone := observed[WindowHeldForKey]
+	if gone == "" || gone == holder || current <= live.Window {
+		return live
+	}
+	until, err := time.Parse(time.RFC3339, observed[WindowHeldUntilKey])
+	if err != nil {
+		until = now.Add(grace).UTC().Truncate(time.Second)
+	}
+	if !now.Before(until) {
+		return live
+	}
+	return WindowHold{Window: current, Holder: gone, Until: until}
+}
+
+// Record writes the hold into a stream's desired metadata.
+func (h WindowHold) Record(metadata map[string]string) {
+	if h.Holder != "" {
+		metadata[WindowHeldForKey] = h.Holder
+	}
+	if !h.Until.IsZero() {
+		metadata[WindowHeldUntilKey] = h.Until.Format(time.RFC3339)
+	}
+}
