@@ -32,9 +32,16 @@ type flow struct {
 // `kubectl apply -k config/samples -n demo` would. On the three-node hub the
 // acknowledged Topics get 3 replicas, which is what the samples recommend
 // for a cluster.
-func applySamples(ctx context.Context, p *platform) ([]flow, error) {
+//
+// With faults, each acknowledged Consumer's ackWait is shortened to 2s (and
+// its backoff dropped), so the message its killed instance handled but did
+// not acknowledge is redelivered within the run.
+func applySamples(ctx context.Context, p *platform, faults bool) ([]flow, error) {
 	dir := filepath.Join(testenv.RepoRoot(), "config", "samples")
 	progress("applying %s to namespace %q (AtLeastOnce and ExactlyOnce Topics with replicas: 3)", "config/samples", demoNamespace)
+	if faults {
+		fmt.Printf("    fault run: acknowledged Consumers get ackWait %s, so redeliveries show within the run\n", faultAckWait)
+	}
 	k8s := p.env.Client
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}}); err != nil {
 		return nil, err
@@ -54,6 +61,11 @@ func applySamples(ctx context.Context, p *platform) ([]flow, error) {
 			obj.SetNamespace(demoNamespace)
 			if err := describe(&f, obj); err != nil {
 				return nil, fmt.Errorf("%s: %w", file, err)
+			}
+			if faults {
+				if err := shortenAckWait(f, obj); err != nil {
+					return nil, fmt.Errorf("%s: %w", file, err)
+				}
 			}
 			if err := k8s.Create(ctx, obj); err != nil {
 				return nil, fmt.Errorf("%s: creating %s %s: %w", file, obj.GetKind(), obj.GetName(), err)
@@ -85,6 +97,18 @@ func describe(f *flow, obj *unstructured.Unstructured) error {
 		f.consumers = append(f.consumers, obj.GetName())
 	}
 	return nil
+}
+
+// faultAckWait is the ack wait of acknowledged Consumers in the fault run.
+const faultAckWait = 2 * time.Second
+
+func shortenAckWait(f flow, obj *unstructured.Unstructured) error {
+	declared, _, _ := unstructured.NestedString(obj.Object, "spec", "semantic")
+	if obj.GetKind() != "Consumer" || f.semantic == hubflowv1.AtMostOnce || declared == string(hubflowv1.AtMostOnce) {
+		return nil
+	}
+	unstructured.RemoveNestedField(obj.Object, "spec", "backoff")
+	return unstructured.SetNestedField(obj.Object, faultAckWait.String(), "spec", "ackWait")
 }
 
 // waitReady waits until every object of every flow is Ready and shows them.

@@ -4,17 +4,60 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 )
 
 // The demo's whole flow, shortened: control plane, three-node hub, manager,
 // the samples, and 200 messages per flow through the operator's bindings.
 // It fails if any consumer does not get what its semantic promises.
 func TestDemoKeepsEveryPromise(t *testing.T) {
-	kept, err := run(context.Background(), options{messages: 200, timeout: 3 * time.Minute})
+	_, kept, err := run(context.Background(), options{messages: 200, timeout: 3 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !kept {
 		t.Fatal("a flow broke its promise (see the table above)")
+	}
+}
+
+// Under the demo's faults the table shows the trade-off: AtMostOnce loses
+// some and never repeats one, AtLeastOnce loses none, ExactlyOnce neither
+// loses nor repeats.
+func TestDemoUnderFaultsShowsTheTradeOff(t *testing.T) {
+	results, kept, err := run(context.Background(), options{faults: true, messages: 300, timeout: 3 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !kept {
+		t.Error("a flow broke its promise (see the table above)")
+	}
+	lostAtMostOnce := 0
+	seen := map[hubflowv1.DeliverySemantic]bool{}
+	for _, r := range results {
+		for _, c := range r.consumers {
+			seen[c.semantic] = true
+			switch c.semantic {
+			case hubflowv1.AtMostOnce:
+				lostAtMostOnce += c.lost
+				if c.duplicates != 0 {
+					t.Errorf("%s (AtMostOnce) handled %d messages twice", c.name, c.duplicates)
+				}
+			case hubflowv1.AtLeastOnce:
+				if c.lost != 0 {
+					t.Errorf("%s (AtLeastOnce) lost %d messages", c.name, c.lost)
+				}
+			case hubflowv1.ExactlyOnce:
+				if c.lost != 0 || c.duplicates != 0 {
+					t.Errorf("%s (ExactlyOnce) lost %d, handled %d twice", c.name, c.lost, c.duplicates)
+				}
+			}
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("the samples covered %v, want all three semantics", seen)
+	}
+	if lostAtMostOnce == 0 {
+		t.Error("AtMostOnce lost nothing under faults: the faults did not hit its flow, so the table shows no trade-off")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 
 type options struct {
 	keep     bool
+	faults   bool
 	messages int
 	timeout  time.Duration
 }
@@ -32,6 +34,7 @@ type options struct {
 func main() {
 	var o options
 	flag.BoolVar(&o.keep, "keep", os.Getenv("HUBFLOW_DEMO_KEEP") != "", "Leave everything running after the report (also HUBFLOW_DEMO_KEEP=1); Ctrl-C stops it.")
+	flag.BoolVar(&o.faults, "faults", true, "Hit every flow with the same faults while it runs (producer connections cut, the stream leader stopped, each consumer killed between handling and acknowledging), so the table shows what each semantic promises; --faults=false runs on a healthy hub.")
 	flag.IntVar(&o.messages, "messages", 1000, "Messages each producer sends.")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "Give up when the flows have not finished by then.")
 	flag.Parse()
@@ -40,11 +43,12 @@ func main() {
 	ctrl.SetLogger(logr.Discard())
 	if os.Getenv("HUBFLOW_DEMO_LOG") != "" {
 		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+		clientLog = slog.Default()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	kept, err := run(ctx, o)
+	_, kept, err := run(ctx, o)
 	switch {
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "\ndemo failed: %v\n", err)
@@ -56,36 +60,46 @@ func main() {
 }
 
 // run starts everything, runs the flows, reports, and stops everything it
-// started before returning, also on Ctrl-C.
-func run(ctx context.Context, o options) (bool, error) {
+// started before returning, also on Ctrl-C. It returns the table's rows and
+// whether every flow kept its promise.
+func run(ctx context.Context, o options) ([]flowResult, bool, error) {
 	p, err := startPlatform(ctx)
 	if p != nil {
 		defer p.stop()
 	}
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	flows, err := applySamples(ctx, p)
+	flows, err := applySamples(ctx, p, o.faults)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	if err := waitReady(ctx, p, flows); err != nil {
-		return false, err
+		return nil, false, err
 	}
 	runCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	results, err := runFlows(runCtx, p, flows, o.messages)
-	if err != nil {
-		return false, err
+	var fs *faults
+	if o.faults {
+		fs = &faults{cluster: p.cluster}
 	}
-	kept := report(ctx, p, flows, results)
+	results, err := runFlows(runCtx, p, flows, o.messages, fs)
+	if err != nil {
+		return nil, false, err
+	}
+	kept := report(ctx, p, flows, results, fs)
 	if o.keep {
 		if err := keepRunning(ctx, p); err != nil {
-			return kept, err
+			return results, kept, err
 		}
 	}
-	return kept, nil
+	return results, kept, nil
 }
+
+// clientLog receives the client library's logs (reconnects, resends):
+// discarded unless HUBFLOW_DEMO_LOG is set, since the fault report says
+// what happened.
+var clientLog = slog.New(slog.DiscardHandler)
 
 // progress prints one step of the demo as it starts.
 func progress(format string, args ...any) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -17,6 +18,7 @@ type consumerResult struct {
 	semantic   hubflowv1.DeliverySemantic
 	received   int // handler calls
 	duplicates int // handler calls for a message already processed
+	caught     int // redeliveries the library's dedup record acknowledged without the handler
 	lost       int // messages sent and never processed
 }
 
@@ -24,7 +26,34 @@ type consumerResult struct {
 type flowResult struct {
 	flow      flow
 	sent      int // acknowledged (or, for AtMostOnce, attempted) publishes
+	publish   []publishResult
 	consumers []consumerResult
+}
+
+// roundLatency keeps two or three significant digits, down to nanoseconds
+// (an AtMostOnce publish takes well under a microsecond).
+func roundLatency(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	case d >= time.Microsecond:
+		return d.Round(10 * time.Nanosecond)
+	}
+	return d
+}
+
+// publishCost is the flow's median healthy publish latency and its
+// throughput over the whole run, faults included.
+func (r flowResult) publishCost() (time.Duration, float64) {
+	var latency, elapsed time.Duration
+	for _, p := range r.publish {
+		latency = max(latency, p.latency)
+		elapsed += p.elapsed
+	}
+	if elapsed <= 0 {
+		return latency, 0
+	}
+	return latency, float64(r.sent) / elapsed.Seconds()
 }
 
 // kept reports whether a consumer got what its semantic promises.
@@ -41,24 +70,50 @@ func (c consumerResult) kept() bool {
 
 // report prints the per-flow table and the hub's connection count, and
 // says whether every consumer kept its promise.
-func report(ctx context.Context, p *platform, flows []flow, results []flowResult) bool {
+func report(ctx context.Context, p *platform, flows []flow, results []flowResult, fs *faults) bool {
 	fmt.Println()
+	if fs != nil {
+		progress("faults that hit the flows")
+		for _, line := range fs.log {
+			fmt.Println("    " + line)
+		}
+		fmt.Println()
+	}
 	progress("results")
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "FLOW\tTOPIC\tCONSUMER\tSEMANTIC\tEFFECTIVE\tSENT\tRECEIVED\tDUPLICATES\tLOST\tPROMISE")
+	fmt.Fprintln(w, "FLOW\tCONSUMER\tSEMANTIC\tEFFECTIVE\tSENT\tRECEIVED\tTWICE\tCAUGHT\tLOST\tPUBLISH p50\tMSG/S\tPROMISE")
+	rateOf := func(rate float64) string {
+		if fs != nil {
+			return "paced" // the fault run publishes at one pace for all
+		}
+		return fmt.Sprintf("%.0f", rate)
+	}
 	all := true
 	for _, r := range results {
+		latency, rate := r.publishCost()
 		for _, c := range r.consumers {
 			effective := effectiveSemantic(ctx, p.env.Client, c.name)
 			verdict := "kept"
 			if !c.kept() {
 				verdict, all = "BROKEN", false
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.flow.file, r.flow.topic, c.name, c.semantic, effective,
-				r.sent, c.received, c.duplicates, c.lost, verdict)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", r.flow.file, c.name, c.semantic, effective,
+				r.sent, c.received, c.duplicates, c.caught, c.lost, roundLatency(latency), rateOf(rate), verdict)
 		}
 	}
 	_ = w.Flush()
+	fmt.Print(`
+TWICE: handler calls for a message already handled. CAUGHT: redeliveries the consumer's dedup
+record acknowledged without calling the handler. PUBLISH p50: median Publish call while the hub was
+healthy; MSG/S: the producers' rate over the whole run (the fault run paces every producer alike).
+  AtMostOnce  may lose (a killed consumer's fetched-ahead messages, a stopped memory stream) and never
+              delivers twice; publishing does not wait for the stream, so it costs least.
+  AtLeastOnce loses nothing; a message handled but not acknowledged before a crash, or a publish retried
+              after a lost acknowledgement, is delivered again (TWICE), so handlers must tolerate repeats.
+  ExactlyOnce loses nothing and handles each message once: message ids make retried publishes one copy,
+              the dedup record catches the redelivery (CAUGHT); it costs a wait for the stream and a
+              double acknowledgement per message.
+`)
 
 	services, links := 0, 0
 	for _, f := range flows {
