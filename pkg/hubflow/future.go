@@ -37,7 +37,7 @@ func (f *Future) Done() <-chan struct{} { return f.done }
 
 // Wait returns the acknowledgement, or a *PublishError saying why there is
 // none. If ctx ends first, the error wraps ctx.Err() and the message stays
-// in flight.
+// in flight: it may still be stored (ErrOutcomeUnknown).
 func (f *Future) Wait(ctx context.Context) (Ack, error) {
 	select {
 	case <-f.done:
@@ -48,6 +48,6 @@ func (f *Future) Wait(ctx context.Context) (Ack, error) {
 	case <-f.done:
 		return f.ack, f.err
 	case <-ctx.Done():
-		return Ack{}, &PublishError{Subject: f.subject, ID: f.id, Err: ctx.Err()}
+		return Ack{}, &PublishError{Subject: f.subject, ID: f.id, Err: ctx.Err(), MaybeStored: true}
 	}
 }

@@ -80,3 +80,29 @@ func TestUnansweredPublishIsOutcomeUnknown(t *testing.T) {
 		t.Errorf("err = %v: want ErrOutcomeUnknown (and ErrAckTimeout), not ErrNotStored", err)
 	}
 }
+
+// A caller whose context ends while its message is still being retried is
+// told the outcome is unknown, never that it was not stored: the retries
+// go on and may store it.
+func TestPublishAbandonedByItsContextIsOutcomeUnknown(t *testing.T) {
+	h := startHub(t)
+	ctx := ctxT(t)
+	// No stream yet: every attempt is answered "no responders" and retried.
+	b := producerBinding(h.srv.URL(), "LATE", "ExactlyOnce", "late.>")
+	b.AckTimeout, b.Retries, b.RetryWait = 500*time.Millisecond, 3, 100*time.Millisecond
+	p, err := NewProducer(ctx, b, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err = p.Publish(short, Msg{Subject: "late.x", ID: "order-1", Data: []byte("x")})
+	var pe *PublishError
+	if !errors.As(err, &pe) || pe.ID != "order-1" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a *PublishError for order-1 wrapping the deadline", err)
+	}
+	if !errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrNotStored) {
+		t.Errorf("err = %v says not stored, though the message is still being retried", err)
+	}
+}
