@@ -52,8 +52,24 @@ func golden(t *testing.T, path string, got []byte) {
 	if err != nil {
 		t.Fatalf("%v (run go test ./internal/topology -update to create it)", err)
 	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (go test ./internal/topology -update rewrites it after a deliberate change); got:\n%s", path, got)
+	if bytes.Equal(got, want) {
+		return
+	}
+	// The first differing line says what changed without drowning it in the
+	// whole picture.
+	g, w := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+	for i := 0; i < max(len(g), len(w)); i++ {
+		var gl, wl string
+		if i < len(g) {
+			gl = g[i]
+		}
+		if i < len(w) {
+			wl = w[i]
+		}
+		if gl != wl {
+			t.Errorf("%s differs from the output at line %d (go test ./internal/topology -update rewrites it after a deliberate change):\n got: %s\nwant: %s", path, i+1, gl, wl)
+			return
+		}
 	}
 }
 

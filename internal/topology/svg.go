@@ -20,7 +20,7 @@ const (
 	svgGap       = 190 // between columns: room for a two-line edge label
 	svgRow       = 86  // row pitch: two edge labels of a fan-out stay apart
 	svgBandHead  = 34  // namespace title
-	svgBandFoot  = 48  // the two lines of wiring arithmetic
+	svgBandFoot  = 38  // the two lines of wiring arithmetic
 	svgBandSpace = 24  // between namespace bands
 	svgHead      = 64  // title, legend and column headings
 
@@ -107,7 +107,7 @@ func svgBand(b *strings.Builder, ns Namespace, top int) int {
 	b.WriteString(labels.String())
 	b.WriteString(nodes.String())
 	for i, line := range wiringLines(ns) {
-		svgText(b, svgMargin, y+14+i*17, 12, "", "start", line)
+		svgText(b, svgMargin, y+4+i*17, 12, "", "start", line)
 	}
 	b.WriteString("</g>\n")
 	return top + height
