@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hubflow/hubflow/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -35,6 +37,10 @@ func TestGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				golden(t, filepath.Join("testdata", name+"."+format+".golden"), out.Bytes())
+				if name == "degraded" && format == "svg" {
+					// docs/kubectl-plugin.md shows this picture; -update keeps it current.
+					golden(t, filepath.Join(testenv.RepoRoot(), "docs", "kubectl-plugin-degraded.svg"), out.Bytes())
+				}
 			})
 		}
 	}
