@@ -171,3 +171,26 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestSVGTruncatesToTheBox: a name longer than a box holds is cut with an
+// ellipsis in the box and kept whole in the tooltip.
+func TestSVGTruncatesToTheBox(t *testing.T) {
+	long := strings.Repeat("a", 40) + "-consumer"
+	o := samples(t, "demo", "notifications.yaml")
+	o.consumers[0].Name = long
+	o.consumers[0].Status.Lag.Redelivered = 123456
+	var out bytes.Buffer
+	if err := SVG(&out, Build(o.topics, o.producers, o.consumers)); err != nil {
+		t.Fatal(err)
+	}
+	svg := out.String()
+	for _, want := range []string{
+		">" + strings.Repeat("a", nameChars-1) + "…</text>",
+		"<title>" + long + "&#xA;lag 0 pending, 0 unacked, 123456 redelivered&#xA;Ready</title>",
+		">lag 0 pending, 0 unacked, 123456 re…</text>",
+	} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("SVG lacks %s\n%s", want, svg)
+		}
+	}
+}

@@ -41,8 +41,8 @@ var svgKindStyle = map[Kind]svgStyle{
 
 var svgNotReady = svgStyle{"#fdecea", "#c62828"}
 
-// SVG writes g as a standalone SVG picture. Hovering a node that is not
-// Ready shows its condition message.
+// SVG writes g as a standalone SVG picture. Hovering a node shows its
+// labels in full and, when it is not Ready, its condition's message.
 func SVG(w io.Writer, g Graph) error {
 	var body strings.Builder
 	y := svgHead
@@ -121,11 +121,15 @@ func svgNode(b *strings.Builder, n Node, x, y int) {
 		st, dash = svgNotReady, ` stroke-dasharray="6 3"`
 	}
 	fmt.Fprintf(b, `<g class="node %s" id="%s">`, strings.ToLower(string(n.Kind)), svgAttr(n.ID()))
+	// The title is the tooltip: the lines in full (a box truncates them)
+	// and, when not Ready, the condition's message.
+	tip := strings.Join(nodeLines(n), "\n")
 	if !n.Ready {
-		b.WriteString("<title>")
-		_ = xml.EscapeText(b, []byte(n.Reason+": "+n.Message))
-		b.WriteString("</title>")
+		tip += "\n" + n.Message
 	}
+	b.WriteString("<title>")
+	_ = xml.EscapeText(b, []byte(tip))
+	b.WriteString("</title>")
 	fmt.Fprintf(b, `<rect x="%d" y="%d" width="%d" height="%d" rx="6" fill="%s" stroke="%s" stroke-width="1.5"%s/>`,
 		x, y, svgNodeW, svgNodeH, st.fill, st.stroke, dash)
 	lines := nodeLines(n)
