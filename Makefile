@@ -91,8 +91,9 @@ verify-manifests: manifests generate ## Fail when generated files (CRDs, RBAC, D
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/manager.
+build: ## Build the manager into bin/manager and the kubectl plugin into bin/kubectl-hubflow.
 	$(GO) build -o bin/manager ./cmd/manager
+	$(GO) build -o bin/kubectl-hubflow ./cmd/kubectl-hubflow
 
 .PHONY: run
 run: ## Run the manager against the current kubeconfig (needs a NATS server, see --nats-url).
