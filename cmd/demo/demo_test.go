@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +29,8 @@ func TestDemoKeepsEveryPromise(t *testing.T) {
 // some and never repeats one, AtLeastOnce loses none, ExactlyOnce neither
 // loses nor repeats.
 func TestDemoUnderFaultsShowsTheTradeOff(t *testing.T) {
-	results, kept, err := run(context.Background(), options{faults: true, messages: 300, timeout: 3 * time.Minute})
+	picture := filepath.Join(t.TempDir(), "flows.svg")
+	results, kept, err := run(context.Background(), options{faults: true, messages: 300, timeout: 3 * time.Minute, picture: picture})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +61,13 @@ func TestDemoUnderFaultsShowsTheTradeOff(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Fatalf("the samples covered %v, want all three semantics", seen)
+	}
+	svg, err := os.ReadFile(picture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(svg, new(struct{})); err != nil || !strings.Contains(string(svg), "payment-ledger") {
+		t.Errorf("the picture is not an SVG of the flows (%v): %.200s", err, svg)
 	}
 	if lostAtMostOnce == 0 {
 		t.Error("AtMostOnce lost nothing under faults: the faults did not hit its flow, so the table shows no trade-off")

@@ -26,6 +26,7 @@ import (
 
 type options struct {
 	keep     bool
+	picture  string // where the SVG of the flows goes; empty for none
 	faults   bool
 	messages int
 	timeout  time.Duration
@@ -36,6 +37,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", os.Getenv("HUBFLOW_DEMO_KEEP") != "", "Leave everything running after the report (also HUBFLOW_DEMO_KEEP=1); Ctrl-C stops it.")
 	flag.BoolVar(&o.faults, "faults", true, "Hit every flow with the same faults while it runs (producer connections cut, the stream leader stopped, each consumer killed between handling and acknowledging), so the table shows what each semantic promises; --faults=false runs on a healthy hub.")
 	flag.IntVar(&o.messages, "messages", 1000, "Messages each producer sends.")
+	flag.StringVar(&o.picture, "picture", "bin/demo/flows.svg", "Write an SVG of the flows (as kubectl hubflow graph draws them) to this file; empty for none.")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "Give up when the flows have not finished by then.")
 	flag.Parse()
 	// The manager's own logs would drown the demo's progress lines; set
@@ -88,6 +90,11 @@ func run(ctx context.Context, o options) ([]flowResult, bool, error) {
 		return nil, false, err
 	}
 	kept := report(ctx, p, flows, results, fs)
+	if o.picture != "" {
+		if err := writePicture(ctx, p.env.Client, o.picture); err != nil {
+			return results, kept, fmt.Errorf("writing the picture: %w", err)
+		}
+	}
 	if o.keep {
 		if err := keepRunning(ctx, p); err != nil {
 			return results, kept, err
