@@ -62,11 +62,24 @@ func TestIdempotencyKeysSurviveAStreamRecreation(t *testing.T) {
 // record too (issue 9, item 8): a redelivery that arrives while the first
 // delivery is still in the handler waits for it.
 func TestNoConcurrentDeliveriesOfOneKeyWithoutDedup(t *testing.T) {
+	noConcurrentDeliveriesOfOneKey(t, "AtLeastOnce", nil)
+}
+
+// The same with a dedup record, on an ExactlyOnce consumer.
+func TestNoConcurrentDeliveriesOfOneKeyWithDedup(t *testing.T) {
+	noConcurrentDeliveriesOfOneKey(t, "ExactlyOnce", NewMemoryDedup(16))
+}
+
+func noConcurrentDeliveriesOfOneKey(t *testing.T, sem string, dedup Dedup) {
 	h := startHub(t)
-	h.stream(t, "OVERLAP", "AtLeastOnce", "overlap")
-	h.durable(t, "OVERLAP", "slow", "AtLeastOnce", time.Second)
-	publishN(t, h, "OVERLAP", "AtLeastOnce", "overlap", 1)
-	c, err := NewConsumer(ctxT(t), consumerBinding(h.srv.URL(), "OVERLAP", "slow", "AtLeastOnce", time.Second), quiet(), WithConcurrency(4))
+	h.stream(t, "OVERLAP", sem, "overlap")
+	h.durable(t, "OVERLAP", "slow", sem, time.Second)
+	publishN(t, h, "OVERLAP", sem, "overlap", 1)
+	opts := []Option{quiet(), WithConcurrency(4)}
+	if dedup != nil {
+		opts = append(opts, WithDedup(dedup))
+	}
+	c, err := NewConsumer(ctxT(t), consumerBinding(h.srv.URL(), "OVERLAP", "slow", sem, time.Second), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
