@@ -89,7 +89,9 @@ func (r *TopicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if !topic.DeletionTimestamp.IsZero() {
 		return retryConflict(r.delete(ctx, &topic))
 	}
-	if err := ensureFinalizer(ctx, r.client, &topic); err != nil {
+	// Only a Topic whose deletion must delete its stream needs a finalizer:
+	// a retained stream needs nothing done, and one write less per Topic.
+	if err := r.keepFinalizerFor(ctx, &topic); err != nil {
 		return retryConflict(err)
 	}
 
@@ -460,6 +462,18 @@ func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 	controllerutil.AddFinalizer(obj, finalizer)
 	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("adding finalizer: %w", err)
+	}
+	return nil
+}
+
+// keepFinalizerFor adds the finalizer to a Topic with deletionPolicy
+// Delete and takes it off one whose policy became Retain.
+func (r *TopicReconciler) keepFinalizerFor(ctx context.Context, topic *hubflowv1.Topic) error {
+	if topic.Spec.DeletionPolicy == hubflowv1.DeleteOnDelete {
+		return ensureFinalizer(ctx, r.client, topic)
+	}
+	if controllerutil.ContainsFinalizer(topic, finalizer) {
+		return removeFinalizer(ctx, r.client, topic)
 	}
 	return nil
 }

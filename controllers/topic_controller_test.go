@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,6 +239,10 @@ func TestDeletionPolicy(t *testing.T) {
 			topic.Spec.DeletionPolicy = policy
 			create(t, topic)
 			ready(t, topic)
+			// A finalizer only where deletion must act.
+			if has := slices.Contains(topic.Finalizers, "hubflow.io/jetstream"); has != (policy == hubflowv1.DeleteOnDelete) {
+				t.Errorf("deletionPolicy %s: finalizers %v", policy, topic.Finalizers)
+			}
 			name := semantic.StreamName(ns, "audit")
 			if _, err := js.Publish(ctx, ns+".audit", []byte("login")); err != nil {
 				t.Fatal(err)
@@ -265,6 +270,31 @@ func TestDeletionPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Switching a Topic's deletion policy adds or removes its finalizer.
+func TestDeletionPolicyChangeMovesTheFinalizer(t *testing.T) {
+	ns := namespace(t)
+	topic := newTopic(ns, "audit", hubflowv1.AtLeastOnce)
+	create(t, topic)
+	ready(t, topic)
+	finalizers := func(want bool) {
+		t.Helper()
+		eventually(t, wait, func() error {
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(topic), topic); err != nil {
+				return err
+			}
+			if has := slices.Contains(topic.Finalizers, "hubflow.io/jetstream"); has != want {
+				return fmt.Errorf("deletionPolicy %q: finalizers %v", topic.Spec.DeletionPolicy, topic.Finalizers)
+			}
+			return nil
+		})
+	}
+	finalizers(false)
+	edit(t, topic, func() { topic.Spec.DeletionPolicy = hubflowv1.DeleteOnDelete })
+	finalizers(true)
+	edit(t, topic, func() { topic.Spec.DeletionPolicy = hubflowv1.RetainOnDelete })
+	finalizers(false)
 }
 
 func containsText(s, sub string) bool { return strings.Contains(s, sub) }
