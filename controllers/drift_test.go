@@ -21,6 +21,7 @@ import (
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/hub"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testkube"
 )
 
 // Out-of-band changes are made here the way the nats CLI makes them: a
@@ -127,17 +128,7 @@ func (f *driftFlow) status() string {
 
 func (f *driftFlow) waitHealed(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not repaired after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkube.Eventually(t, timeout, check)
 }
 
 func (f *driftFlow) editDurable(t testing.TB) {

@@ -20,13 +20,7 @@ import (
 // the stream keeps the horizon, the Topic says why, the Producer is refused
 // until it is fixed, and the shrink goes through once it is.
 func TestDuplicateWindowShrinkIsHeldForRegisteredProducers(t *testing.T) {
-	ns := namespace(t)
-	topic := newTopic(ns, "payments", hubflowv1.ExactlyOnce)
-	prod := newProducer(ns, "checkout", "payments")
-	create(t, topic, prod)
-	ready(t, topic)
-	ready(t, prod)
-	horizon := semantic.ProducerRetryHorizon(prod) // 32.5s by default
+	ns, topic, prod, horizon := exactlyOnceFlow(t) // horizon: 32.5s by default
 
 	edit(t, topic, func() { topic.Spec.DuplicateWindow = &metav1.Duration{Duration: 10 * time.Second} })
 	condition(t, topic, hubflowv1.ConditionSynced, metav1.ConditionFalse, controllers.ReasonDuplicateWindowHeld)
@@ -63,13 +57,7 @@ func TestDuplicateWindowShrinkIsHeldForRegisteredProducers(t *testing.T) {
 // have: the window held for it outlives it by the grace (the credentials'
 // lifetime), then the declared shrink goes through.
 func TestDuplicateWindowOutlivesADeletedProducer(t *testing.T) {
-	ns := namespace(t)
-	topic := newTopic(ns, "payments", hubflowv1.ExactlyOnce)
-	prod := newProducer(ns, "checkout", "payments")
-	create(t, topic, prod)
-	ready(t, topic)
-	ready(t, prod)
-	horizon := semantic.ProducerRetryHorizon(prod)
+	ns, topic, prod, horizon := exactlyOnceFlow(t)
 	edit(t, topic, func() { topic.Spec.DuplicateWindow = &metav1.Duration{Duration: 10 * time.Second} })
 	condition(t, topic, hubflowv1.ConditionSynced, metav1.ConditionFalse, controllers.ReasonDuplicateWindowHeld)
 
@@ -100,4 +88,17 @@ func TestDuplicateWindowOutlivesADeletedProducer(t *testing.T) {
 	if got := window(); got != 10*time.Second {
 		t.Errorf("after the grace the window is %s, want the declared 10s", got)
 	}
+}
+
+// exactlyOnceFlow is a Ready ExactlyOnce Topic with one Ready Producer, and
+// that Producer's retry horizon.
+func exactlyOnceFlow(t *testing.T) (string, *hubflowv1.Topic, *hubflowv1.Producer, time.Duration) {
+	t.Helper()
+	ns := namespace(t)
+	topic := newTopic(ns, "payments", hubflowv1.ExactlyOnce)
+	prod := newProducer(ns, "checkout", "payments")
+	create(t, topic, prod)
+	ready(t, topic)
+	ready(t, prod)
+	return ns, topic, prod, semantic.ProducerRetryHorizon(prod)
 }

@@ -35,7 +35,7 @@ func Namespace(t *testing.T, c client.Client) string {
 
 // Eventually polls check until it returns nil or the timeout passes. It
 // waits for a state; it never asserts how long that took.
-func Eventually(t *testing.T, timeout time.Duration, check func() error) {
+func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
