@@ -136,7 +136,7 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 	if !isReady(c.Status.Conditions) {
 		return 0, applyErr
 	}
-	req := consumerBinding(c, serving)
+	req := consumerBinding(c, serving, semantic.Stream(topic).MaxAge)
 	res, err := r.bind(ctx, req)
 	if err != nil {
 		return 0, errors.Join(applyErr, err)
@@ -171,7 +171,7 @@ func (r *ConsumerReconciler) forgetGone(ctx context.Context, c *hubflowv1.Consum
 
 // consumerBinding is what a Consumer's client needs: its durable, how to
 // acknowledge, and a user that may read that durable only.
-func consumerBinding(c *hubflowv1.Consumer, cfg jetstream.ConsumerConfig) bindingRequest {
+func consumerBinding(c *hubflowv1.Consumer, cfg jetstream.ConsumerConfig, maxAge time.Duration) bindingRequest {
 	inbox := semantic.InboxPrefix(semantic.RoleConsumer, c.Namespace, c.Name)
 	policy := semantic.ConsumerClientPolicy(hubflowv1.DeliverySemantic(c.Status.Semantic), cfg)
 	return bindingRequest{
@@ -181,7 +181,7 @@ func consumerBinding(c *hubflowv1.Consumer, cfg jetstream.ConsumerConfig) bindin
 			Role: binding.RoleConsumer, Stream: c.Status.StreamName, Subjects: cfg.FilterSubjects,
 			Durable: cfg.Durable, Semantic: string(policy.Semantic), Inbox: inbox,
 			Ack: string(policy.Ack), AckWait: policy.AckWait, RedeliveryDelays: policy.RedeliveryDelays,
-			MaxDeliver: policy.MaxDeliver, IdempotencyKey: policy.IdempotencyKey,
+			MaxDeliver: policy.MaxDeliver, IdempotencyKey: policy.IdempotencyKey, MaxAge: maxAge,
 		},
 		perms: semantic.ConsumerPermissions(policy.Semantic, c.Status.StreamName, cfg.Durable, inbox),
 	}

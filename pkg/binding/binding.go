@@ -56,6 +56,7 @@ const (
 	KeyRedeliveryDelays = "redelivery-delays" // Go durations, one per line; the last repeats
 	KeyMaxDeliver       = "max-deliver"       // integer, 0 = unlimited
 	KeyIdempotencyKey   = "idempotency-key"   // true: hand the handler a stable key
+	KeyMaxAge           = "max-age"           // Go duration, the stream's retention.maxAge; absent: unlimited
 )
 
 // Ack modes of a consumer binding.
@@ -88,6 +89,10 @@ type Binding struct {
 	RedeliveryDelays []time.Duration
 	MaxDeliver       int
 	IdempotencyKey   bool
+	// MaxAge is how long the stream keeps a message (0: no limit): no
+	// message older than that can be delivered again, so a dedup record
+	// may forget its key.
+	MaxAge time.Duration
 }
 
 // Data encodes b as the data of a binding Secret.
@@ -120,6 +125,9 @@ func (b Binding) Data() map[string][]byte {
 		d[KeyRedeliveryDelays] = []byte(strings.Join(delays, "\n"))
 		d[KeyMaxDeliver] = []byte(strconv.Itoa(b.MaxDeliver))
 		d[KeyIdempotencyKey] = []byte(strconv.FormatBool(b.IdempotencyKey))
+		if b.MaxAge > 0 {
+			d[KeyMaxAge] = []byte(b.MaxAge.String())
+		}
 	}
 	return d
 }
@@ -193,6 +201,9 @@ func Decode(data map[string][]byte) (Binding, error) {
 		b.Durable, b.Ack = d.required(KeyDurable), d.required(KeyAck)
 		b.AckWait, b.MaxDeliver = d.duration(KeyAckWait), d.integer(KeyMaxDeliver)
 		b.IdempotencyKey = d.boolean(KeyIdempotencyKey)
+		if _, ok := data[KeyMaxAge]; ok {
+			b.MaxAge = d.duration(KeyMaxAge)
+		}
 		for _, s := range d.list(KeyRedeliveryDelays) {
 			b.RedeliveryDelays = append(b.RedeliveryDelays, d.parseDuration(KeyRedeliveryDelays, s))
 		}

@@ -18,6 +18,9 @@ func TestRoundTripThroughAMountedDirectory(t *testing.T) {
 		{Role: RoleConsumer, URL: "nats://hub:4222", Stream: "shop_payments", Durable: "ledger", Semantic: "AtLeastOnce",
 			Inbox: "_INBOX_ledger", Ack: AckExplicit, AckWait: 30 * time.Second,
 			RedeliveryDelays: []time.Duration{30 * time.Second, time.Minute}, MaxDeliver: 0},
+		{Role: RoleConsumer, URL: "nats://hub:4222", Stream: "shop_payments", Durable: "ledger", Semantic: "ExactlyOnce",
+			Inbox: "_INBOX_ledger", Ack: AckDoubleAck, AckWait: 30 * time.Second, IdempotencyKey: true,
+			RedeliveryDelays: []time.Duration{30 * time.Second}, MaxAge: 72 * time.Hour},
 	} {
 		dir := t.TempDir()
 		if err := b.Write(dir); err != nil {

@@ -79,6 +79,11 @@ func NewConsumer(ctx context.Context, b binding.Binding, opts ...Option) (*Consu
 	if o.name == "" {
 		o.name = "hubflow-consumer " + b.Stream + "/" + b.Durable
 	}
+	// No message older than the stream's max age can come again, so a
+	// record need not remember its key longer.
+	if r, ok := o.dedup.(interface{ adoptRetention(time.Duration) }); ok {
+		r.adoptRetention(b.MaxAge)
+	}
 	nc, err := connect(ctx, b, o, connEvents{})
 	if err != nil {
 		return nil, err

@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Dedup records the idempotency keys of messages a consumer has processed,
@@ -74,50 +78,200 @@ func (d *MemoryDedup) Record(_ context.Context, key string) error {
 	return nil
 }
 
-// FileDedup is a Dedup in an append-only file of keys, one per line, so the
-// record survives a restart of the process (not the loss of its disk: put
-// the file on a persistent volume). With sync, Record returns only once the
-// key is on disk. The file grows by one line per message: rotate it with the
-// stream's retention (keys older than MaxAge cannot be redelivered).
+// FileDedup is a Dedup in an append-only file, one key per line with the
+// time it was recorded, so the record survives a restart of the process
+// (not the loss of its disk: put the file on a persistent volume). With
+// Sync, Record returns only once the key is on disk.
+//
+// Memory and file stay bounded: a key older than Retention is forgotten,
+// since the stream no longer holds its message and cannot deliver it again
+// (a Consumer sets Retention to its binding's max-age when it is not set),
+// and past MaxKeys the oldest keys are forgotten. The file is rewritten
+// without the forgotten keys once they outnumber the live ones: into a new
+// file, synced, then renamed over the old one, so a crash at any point
+// leaves one complete record.
 type FileDedup struct {
-	mu   sync.Mutex
-	f    *os.File
-	sync bool
-	keys map[string]struct{}
+	mu        sync.Mutex
+	path      string
+	f         *os.File
+	opts      FileDedupOptions
+	keys      map[string]int64 // key → recorded at (Unix ns)
+	order     []entry          // keys in the order recorded, oldest first
+	head      int              // order[:head] are forgotten
+	fileLines int              // lines in the file
+	now       func() time.Time // time.Now; a test's clock
 }
 
-// OpenFileDedup opens (creating if needed) the record at path and loads the
-// keys it holds.
+type entry struct {
+	key string
+	at  int64
+}
+
+// FileDedupOptions tune a FileDedup.
+type FileDedupOptions struct {
+	// Sync: Record returns only once the key is on disk (fsync).
+	Sync bool
+	// Retention: keys recorded longer ago are forgotten. Set it to the
+	// Topic's retention.maxAge; zero keeps keys by MaxKeys only, unless a
+	// Consumer given the record sets its binding's max-age.
+	Retention time.Duration
+	// MaxKeys bounds the keys held; past it the oldest are forgotten, and a
+	// redelivery of one of those would run the handler again. Default
+	// DefaultMaxDedupKeys.
+	MaxKeys int
+}
+
+// DefaultMaxDedupKeys is FileDedupOptions.MaxKeys when unset: about 150 MB
+// of memory for keys of 40 bytes.
+const DefaultMaxDedupKeys = 1 << 20
+
+// OpenFileDedup opens the record at path with the default options and
+// sync as given.
 func OpenFileDedup(path string, sync bool) (*FileDedup, error) {
+	return OpenFileDedupWith(path, FileDedupOptions{Sync: sync})
+}
+
+// OpenFileDedupWith opens (creating if needed) the record at path and loads
+// the keys it holds that are still within the bounds. Lines written before
+// the record kept times count as recorded now.
+func OpenFileDedupWith(path string, o FileDedupOptions) (*FileDedup, error) {
+	return openFileDedup(path, o, time.Now)
+}
+
+func openFileDedup(path string, o FileDedupOptions, now func() time.Time) (*FileDedup, error) {
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = DefaultMaxDedupKeys
+	}
+	// A temporary file left by a crash during a rewrite is incomplete: the
+	// record is the file it was to replace.
+	_ = os.Remove(path + ".tmp")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("hubflow: opening dedup record: %w", err)
 	}
-	d := &FileDedup{f: f, sync: sync, keys: map[string]struct{}{}}
+	d := &FileDedup{path: path, f: f, opts: o, keys: map[string]int64{}, now: now}
+	loaded := now().UnixNano()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		if k := sc.Text(); k != "" {
-			d.keys[k] = struct{}{}
+		line := sc.Text()
+		if line == "" {
+			continue
 		}
+		d.fileLines++
+		at, key := loaded, line
+		if ts, k, ok := strings.Cut(line, "\t"); ok {
+			if n, err := strconv.ParseInt(ts, 10, 64); err == nil {
+				at, key = n, k
+			}
+		}
+		d.remember(key, at)
 	}
 	if err := sc.Err(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("hubflow: reading dedup record %s: %w", path, err)
 	}
+	d.forget()
+	if err := d.compactIfWorth(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return d, nil
+}
+
+// remember adds key, or moves it to now if known.
+func (d *FileDedup) remember(key string, at int64) {
+	d.keys[key] = at
+	d.order = append(d.order, entry{key, at})
+}
+
+// forget drops the keys past the bounds, oldest first. An order entry whose
+// key was recorded again later is skipped, not forgotten.
+func (d *FileDedup) forget() {
+	cutoff := int64(math.MinInt64)
+	if d.opts.Retention > 0 {
+		cutoff = d.now().Add(-d.opts.Retention).UnixNano()
+	}
+	for d.head < len(d.order) {
+		e := d.order[d.head]
+		at, live := d.keys[e.key]
+		switch {
+		case !live || at != e.at:
+			// superseded by a later record of the same key
+		case e.at < cutoff || len(d.keys) > d.opts.MaxKeys:
+			delete(d.keys, e.key)
+		default:
+			return
+		}
+		d.order[d.head] = entry{}
+		d.head++
+		if d.head > 1024 && d.head > len(d.order)/2 {
+			d.order = append([]entry(nil), d.order[d.head:]...)
+			d.head = 0
+		}
+	}
+}
+
+// compactIfWorth rewrites the file with the live keys once the file holds
+// more forgotten lines than live ones (and at least 1024 of them).
+func (d *FileDedup) compactIfWorth() error {
+	dead := d.fileLines - len(d.keys)
+	if dead < 1024 || dead <= len(d.keys) {
+		return nil
+	}
+	tmp := d.path + ".tmp"
+	nf, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("hubflow: compacting dedup record: %w", err)
+	}
+	w := bufio.NewWriter(nf)
+	for _, e := range d.order[d.head:] {
+		if at, ok := d.keys[e.key]; ok && at == e.at {
+			fmt.Fprintf(w, "%d\t%s\n", e.at, e.key)
+		}
+	}
+	err = errors.Join(w.Flush(), nf.Sync(), nf.Close())
+	if err == nil {
+		err = os.Rename(tmp, d.path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("hubflow: compacting dedup record: %w", err)
+	}
+	if dir, err := os.Open(filepath.Dir(d.path)); err == nil {
+		_ = dir.Sync() // the rename itself on disk
+		dir.Close()
+	}
+	f, err := os.OpenFile(d.path, os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("hubflow: reopening dedup record: %w", err)
+	}
+	d.f.Close()
+	d.f, d.fileLines = f, len(d.keys)
+	return nil
+}
+
+// adoptRetention is how a Consumer hands over its binding's max-age.
+func (d *FileDedup) adoptRetention(maxAge time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.opts.Retention == 0 && maxAge > 0 {
+		d.opts.Retention = maxAge
+		d.forget()
+	}
 }
 
 func (d *FileDedup) Seen(_ context.Context, key string) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.forget()
 	_, ok := d.keys[key]
 	return ok, nil
 }
 
 func (d *FileDedup) Record(_ context.Context, key string) error {
-	if strings.ContainsAny(key, "\r\n") {
-		return fmt.Errorf("hubflow: dedup key %q holds a line break", key)
+	if strings.ContainsAny(key, "\r\n\t") {
+		return fmt.Errorf("hubflow: dedup key %q holds a line break or a tab", key)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -127,16 +281,19 @@ func (d *FileDedup) Record(_ context.Context, key string) error {
 	if _, ok := d.keys[key]; ok {
 		return nil
 	}
-	if _, err := d.f.WriteString(key + "\n"); err != nil {
+	at := d.now().UnixNano()
+	if _, err := fmt.Fprintf(d.f, "%d\t%s\n", at, key); err != nil {
 		return fmt.Errorf("hubflow: writing dedup record: %w", err)
 	}
-	if d.sync {
+	if d.opts.Sync {
 		if err := d.f.Sync(); err != nil {
 			return fmt.Errorf("hubflow: syncing dedup record: %w", err)
 		}
 	}
-	d.keys[key] = struct{}{}
-	return nil
+	d.fileLines++
+	d.remember(key, at)
+	d.forget()
+	return d.compactIfWorth()
 }
 
 // Len is how many keys the record holds.

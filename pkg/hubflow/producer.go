@@ -90,7 +90,7 @@ type Producer struct {
 	nc             *nats.Conn
 	log            *slog.Logger
 	defaultSubject string
-	subjectsSeen   sync.Map // subject → allowed by the binding
+	subjectsSeen   subjectCache
 
 	replyPrefix string
 	sub         *nats.Subscription
@@ -347,14 +347,50 @@ func (p *Producer) prepare(m Msg) (string, nats.Header, string, error) {
 }
 
 // allowed reports whether subject lies inside the binding's subjects,
-// remembering the answer: a producer publishes on few subjects, many times.
+// remembering the answer: a producer often publishes on few subjects, many
+// times.
 func (p *Producer) allowed(subject string) bool {
-	if ok, known := p.subjectsSeen.Load(subject); known {
-		return ok.(bool)
+	if ok, known := p.subjectsSeen.load(subject); known {
+		return ok
 	}
 	ok := literal(subject) && slices.ContainsFunc(p.b.Subjects, func(s string) bool { return subjectMatches(s, subject) })
-	p.subjectsSeen.Store(subject, ok)
+	p.subjectsSeen.store(subject, ok)
 	return ok
+}
+
+// maxCachedSubjects bounds the subjects a producer remembers verdicts for:
+// per-entity subjects (orders.<id>) are distinct for every message, and
+// checking one again costs well under a microsecond.
+const maxCachedSubjects = 4096
+
+// subjectCache remembers up to maxCachedSubjects verdicts; when full it
+// starts afresh, so memory stays bounded and the hot subjects come back at
+// once.
+type subjectCache struct {
+	mu sync.RWMutex
+	m  map[string]bool
+}
+
+func (c *subjectCache) load(subject string) (ok, known bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ok, known = c.m[subject]
+	return ok, known
+}
+
+func (c *subjectCache) store(subject string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedSubjects {
+		c.m = make(map[string]bool, 64)
+	}
+	c.m[subject] = ok
+}
+
+func (c *subjectCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
 }
 
 // publishCore is AtMostOnce's fire-and-forget publish.
