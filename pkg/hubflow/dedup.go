@@ -21,7 +21,7 @@ import (
 //
 // What it covers: a crash, a lost connection or a lost acknowledgement after
 // Record — the message comes back after the ack wait, Seen says so, and the
-// handler is not called. Within one process, two deliveries of the same key
+// handler is not called. Within one Consumer, two deliveries of the same key
 // never run the handler at the same time.
 //
 // What it does not cover: a crash after the handler's side effect and before
