@@ -24,6 +24,21 @@ type injector struct {
 	mu   sync.Mutex
 	log  []string // what happened, for the report
 	errs []error  // faults that could not be carried out
+	now  string   // what the injector is doing, for a flow out of time
+}
+
+// doing records the injector's current step.
+func (in *injector) doing(step string) {
+	in.mu.Lock()
+	in.now = step
+	in.mu.Unlock()
+}
+
+// status is the injector's current step and how many faults are done.
+func (in *injector) status() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return fmt.Sprintf("%d faults carried out, %d failed, %d queued; now: %s", len(in.log), len(in.errs), len(in.queue), in.now)
 }
 
 func newInjector(c *testnats.Cluster, stream, producer string) *injector {
@@ -56,7 +71,9 @@ func (in *injector) finish() ([]string, []error) {
 
 func (in *injector) loop() {
 	defer close(in.done)
+	defer in.doing("finished")
 	for f := range in.queue {
+		in.doing(f.String())
 		var what string
 		var err error
 		switch f.Kind {
@@ -73,6 +90,7 @@ func (in *injector) loop() {
 			in.log = append(in.log, fmt.Sprintf("%s: %s", f, what))
 		}
 		in.mu.Unlock()
+		in.doing("waiting for the next fault")
 	}
 }
 
@@ -99,13 +117,17 @@ func (in *injector) killLeader(downtime time.Duration, started chan struct{}) (s
 		time.Sleep(20 * time.Millisecond)
 	}
 	name := node.Server().Name()
+	in.doing(fmt.Sprintf("stopping %s", name))
 	node.Stop()
 	close(started)
+	in.doing(fmt.Sprintf("%s down for %s", name, downtime))
 	time.Sleep(downtime)
+	in.doing(fmt.Sprintf("restarting %s", name))
 	if err := node.Restart(); err != nil {
 		return "", fmt.Errorf("restarting %s: %w", name, err)
 	}
 	// Let the stream settle on a leader before the next fault.
+	in.doing(fmt.Sprintf("waiting for a stream leader after restarting %s", name))
 	for in.leader() == nil {
 		if time.Now().After(deadline.Add(time.Minute)) {
 			return "", fmt.Errorf("stream %s elected no leader after %s came back", in.stream, name)
