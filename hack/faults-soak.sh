@@ -10,6 +10,9 @@
 #     runs them (the suite once hung there); their own results are ignored;
 #   - SOAK_BURNERS (default: the number of CPUs) busy loops, so the suite
 #     and the load share the CPUs with as many spinning processes.
+# SOAK_CPUS (e.g. 0) pins the suite, the load and the busy loops to those
+# CPUs (taskset): on a shared machine, a starved suite without taking every
+# core from others.
 # SOAK_RUN (default ^TestSemanticsUnderFaults$) selects the tests of the
 # suite, SOAK_ARGS adds go test flags (e.g. -test.short). Logs go to
 # SOAK_DIR (default a new temporary directory).
@@ -21,6 +24,10 @@ load_pkgs=${SOAK_LOAD_PKGS:-./pkg/hubflow}
 burners=${SOAK_BURNERS:-$(nproc)}
 dir=${SOAK_DIR:-$(mktemp -d -t faults-soak.XXXXXX)}
 go=${GO:-go}
+pin=()
+if [[ -n ${SOAK_CPUS:-} ]]; then
+	pin=(taskset -c "$SOAK_CPUS")
+fi
 mkdir -p "$dir/bin"
 
 echo "faults-soak: compiling the suite and the load"
@@ -48,21 +55,21 @@ for entry in "${load_bins[@]}"; do
 	pkg=${entry%%=*} bin=${entry#*=}
 	(
 		cd "$pkg"
-		while :; do "$bin" -test.count=1 -test.timeout=10m >>"$dir/load-$(basename "$pkg").log" 2>&1 || true; done
+		while :; do "${pin[@]}" "$bin" -test.count=1 -test.timeout=10m >>"$dir/load-$(basename "$pkg").log" 2>&1 || true; done
 	) &
 	pids+=($!)
 done
 for _ in $(seq "$burners"); do
-	(while :; do :; done) &
+	"${pin[@]}" bash -c 'while :; do :; done' &
 	pids+=($!)
 done
 set +m
-echo "faults-soak: load running: tests of ${load_pkgs} in a loop, ${burners} busy loop(s); logs in $dir"
+echo "faults-soak: load running: tests of ${load_pkgs} in a loop, ${burners} busy loop(s)${SOAK_CPUS:+, all on CPU(s) $SOAK_CPUS}; logs in $dir"
 
 for i in $(seq "$count"); do
 	log="$dir/run-$i.log"
 	start=$(date +%s)
-	if (cd test/faults && "$dir/bin/faults.test" -test.run "$run" -test.v -test.count=1 -test.timeout=30m ${SOAK_ARGS:-}) >"$log" 2>&1; then
+	if (cd test/faults && "${pin[@]}" "$dir/bin/faults.test" -test.run "$run" -test.v -test.count=1 -test.timeout=30m ${SOAK_ARGS:-}) >"$log" 2>&1; then
 		echo "faults-soak: run $i/$count passed in $(($(date +%s) - start))s"
 	else
 		echo "faults-soak: run $i/$count FAILED after $(($(date +%s) - start))s; its log ($log):"

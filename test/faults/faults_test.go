@@ -52,7 +52,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
-	"github.com/hubflow/hubflow/internal/testnats"
 	"github.com/hubflow/hubflow/pkg/hubflow"
 )
 
@@ -80,11 +79,7 @@ type report struct {
 }
 
 func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched schedule) {
-	cluster, err := testnats.StartCluster(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Stop()
+	cluster := startCluster(t)
 	admin, err := nats.Connect(cluster.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

@@ -294,19 +294,6 @@ func waitQuiet(ctx context.Context, t *testing.T, js jetstream.JetStream, f *flo
 	}
 }
 
-// singleNode runs a one-node JetStream hub, as a Cluster of one so the
-// watch and the flow's helpers take it.
-func singleNode(t *testing.T) *testnats.Cluster {
-	t.Helper()
-	srv, err := testnats.Start(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := &testnats.Cluster{Nodes: []*testnats.Server{srv}}
-	t.Cleanup(hub.Stop)
-	return hub
-}
-
 // outage makes the hub unreachable for d. First the network goes deaf: the
 // hub receives and stores what the producers send, its acknowledgements are
 // lost, until it has stored deafStored more messages; then every connection
