@@ -35,6 +35,9 @@ type flow struct {
 	// Extra options for the producer and the consumer instances (a creds
 	// file, for example).
 	producerOpts, consumerOpts []hubflow.Option
+	// account is the JetStream account of the flow: the global one of a
+	// hub without auth unless set.
+	account string
 }
 
 // tuning is what a case changes in a flow.
@@ -142,7 +145,14 @@ func (f *flow) create(ctx context.Context, js jetstream.JetStream, c *testnats.C
 	subject := f.producer.Subjects[0]
 	return retry(ctx, func() error {
 		for _, n := range c.Nodes {
-			if !n.Server().GlobalAccount().SubscriptionInterest(subject) {
+			acc := n.Server().GlobalAccount()
+			if f.account != "" {
+				var err error
+				if acc, err = n.Server().LookupAccount(f.account); err != nil {
+					return err
+				}
+			}
+			if !acc.SubscriptionInterest(subject) {
 				return fmt.Errorf("%s does not route %s yet", n.Server().Name(), subject)
 			}
 		}

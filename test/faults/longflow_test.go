@@ -297,13 +297,16 @@ func waitQuiet(ctx context.Context, t *testing.T, js jetstream.JetStream, f *flo
 // outage makes the hub unreachable for d. First the network goes deaf: the
 // hub receives and stores what the producers send, its acknowledgements are
 // lost, until it has stored deafStored more messages; then every connection
-// is cut and none is accepted for d; then the network heals.
+// is cut and none is accepted for d; then the network heals. With
+// deafStored 0 the hub is cut off at once.
 func (lf *longFlow) outage(d time.Duration, deafStored uint64) {
 	t := lf.t
 	t.Helper()
 	before := lf.storedNow()
 	lf.w.at(fmt.Sprintf("network deaf until the stream holds %d messages more than %d", deafStored, before))
-	lf.proxy.set(deafen)
+	if deafStored > 0 {
+		lf.proxy.set(deafen)
+	}
 	for lf.storedNow() < before+deafStored {
 		select {
 		case <-lf.ctx.Done():
