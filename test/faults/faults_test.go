@@ -33,7 +33,10 @@
 // "fire-and-forget" makes the AtLeastOnce and ExactlyOnce producers skip
 // acknowledgements and retries (expect LOST > 0), "no-dedup" runs the
 // ExactlyOnce consumers without their dedup record (expect PROCESSED TWICE
-// > 0). Both runs must fail.
+// > 0). Both runs must fail. "steal-port" takes each killed node's client
+// port while it is down, as a process running beside the suite can: the
+// first restart fails, the injector tries again, and the run must pass
+// (before the retry, the node stayed down and the run failed).
 package faults
 
 import (
@@ -108,10 +111,15 @@ func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched sc
 		f.producer.WaitForAck = false
 	case "no-dedup":
 		f.noDedup = true
+	case "steal-port":
 	default:
-		t.Fatalf("HUBFLOW_FAULTS_SABOTAGE=%q: want fire-and-forget or no-dedup", sabotage)
+		t.Fatalf("HUBFLOW_FAULTS_SABOTAGE=%q: want fire-and-forget, no-dedup or steal-port", sabotage)
 	}
-	if sabotage != "" {
+	switch sabotage {
+	case "":
+	case "steal-port":
+		t.Logf("SABOTAGED (%s): each killed node's first restart fails; this run must pass", sabotage)
+	default:
 		t.Logf("SABOTAGED (%s): this run is expected to fail", sabotage)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -128,6 +136,7 @@ func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched sc
 	// producer-side faults fire as it reaches them.
 	const producerName = "faults-producer"
 	in := newInjector(cluster, f.stream.Name, producerName)
+	in.stealPort = sabotage == "steal-port"
 	w.injector.Store(in)
 	w.at("connecting the producer")
 	p, err := hubflow.NewProducer(ctx, f.producer, hubflow.WithName(producerName), hubflow.WithLogger(log))
