@@ -60,6 +60,10 @@ vet: ## Run go vet.
 test: manifests generate fmt vet envtest helm verify-image ## Run all tests against the pinned kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HUBFLOW_HELM="$(HELM)" $(GO) test $(GO_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT)
 
+.PHONY: faults-soak
+faults-soak: ## Run the fault suite SOAK_COUNT times (20) in a row under CPU load (pkg/hubflow's tests in a loop + one busy loop per CPU); stops at the first failure with its dump.
+	SOAK_COUNT="$(or $(SOAK_COUNT),20)" GO="$(GO)" hack/faults-soak.sh
+
 .PHONY: demo
 demo: envtest ## Run hubflow end to end locally: control plane, 3-node NATS, manager, the sample flows (ARGS=--keep to explore).
 	@echo "compiling the demo (the manager, NATS and the client library; a minute on a cold cache)…"

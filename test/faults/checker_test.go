@@ -29,6 +29,26 @@ func (l *ledger) process(i int) {
 	l.handled++
 }
 
+// count is how many times message i was processed.
+func (l *ledger) count(i int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts[i]
+}
+
+// lostList is up to max of the messages lost() counts.
+func (l *ledger) lostList(acked []bool, max int) []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []int
+	for i, ok := range acked {
+		if ok && l.counts[i] == 0 && len(out) < max {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 type ledgerCounts struct {
 	handled, distinct, twice int
 }
@@ -66,6 +86,7 @@ func (l *ledger) lost(acked []bool) int {
 // (an ordered consumer), independent of the library.
 type streamAudit struct {
 	stored, distinct, storedTwice, missing int
+	copies                                 []int // by message number
 }
 
 func auditStream(ctx context.Context, js jetstream.JetStream, stream string, n int) (streamAudit, error) {
@@ -118,5 +139,6 @@ func auditStream(ctx context.Context, js jetstream.JetStream, stream string, n i
 			a.distinct++
 		}
 	}
+	a.copies = copies
 	return a, err
 }

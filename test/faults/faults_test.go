@@ -22,13 +22,21 @@
 // HUBFLOW_FAULTS_N sets the number of messages per semantic (default
 // 10000), HUBFLOW_FAULTS_RATE the producer's rate (default 1000/s; the
 // library publishes asynchronously, so the rate only spreads the messages
-// over the faults), HUBFLOW_FAULTS_SEED the schedule's seed (default 1).
+// over the faults), HUBFLOW_FAULTS_SEED the schedule's seed (default 1),
+// HUBFLOW_FAULTS_BUDGET how long one flow may take (default 5m). A flow
+// that runs out of its budget fails with a dump of what each party was
+// waiting for: the test's step, the producer's outstanding messages, the
+// consumer's last delivery, each node's view of the stream and the
+// durable, and the goroutines of the library and the test (watch_test.go).
 //
 // HUBFLOW_FAULTS_SABOTAGE shows that the checker catches a broken promise:
 // "fire-and-forget" makes the AtLeastOnce and ExactlyOnce producers skip
 // acknowledgements and retries (expect LOST > 0), "no-dedup" runs the
 // ExactlyOnce consumers without their dedup record (expect PROCESSED TWICE
-// > 0). Both runs must fail.
+// > 0). Both runs must fail. "steal-port" takes each killed node's client
+// port while it is down, as a process running beside the suite can: the
+// first restart fails, the injector tries again, and the run must pass
+// (before the retry, the node stayed down and the run failed).
 package faults
 
 import (
@@ -47,7 +55,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
-	"github.com/hubflow/hubflow/internal/testnats"
 	"github.com/hubflow/hubflow/pkg/hubflow"
 )
 
@@ -75,13 +82,7 @@ type report struct {
 }
 
 func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched schedule) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cluster, err := testnats.StartCluster(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Stop()
+	cluster := startCluster(t)
 	admin, err := nats.Connect(cluster.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +96,11 @@ func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched sc
 	if err != nil {
 		t.Fatal(err)
 	}
+	led := newLedger(n)
+	w := newWatch(string(sem), cluster, f.stream.Name, f.durable.Durable, n, led)
+	ctx, stop := w.guard(t, context.Background(), envDuration("HUBFLOW_FAULTS_BUDGET", flowBudget))
+	defer stop()
+	w.at("creating the stream and the durable")
 	if err := f.create(ctx, js, cluster); err != nil {
 		t.Fatal(err)
 	}
@@ -105,33 +111,40 @@ func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched sc
 		f.producer.WaitForAck = false
 	case "no-dedup":
 		f.noDedup = true
+	case "steal-port":
 	default:
-		t.Fatalf("HUBFLOW_FAULTS_SABOTAGE=%q: want fire-and-forget or no-dedup", sabotage)
+		t.Fatalf("HUBFLOW_FAULTS_SABOTAGE=%q: want fire-and-forget, no-dedup or steal-port", sabotage)
 	}
-	if sabotage != "" {
+	switch sabotage {
+	case "":
+	case "steal-port":
+		t.Logf("SABOTAGED (%s): each killed node's first restart fails; this run must pass", sabotage)
+	default:
 		t.Logf("SABOTAGED (%s): this run is expected to fail", sabotage)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	var r report
-	led := newLedger(n)
 	consCtx, stopConsumers := context.WithCancel(ctx)
 	defer stopConsumers()
 	consumed := make(chan consumerResult, 1)
 	go func() {
-		consumed <- runConsumers(consCtx, f, led, sched.of(killConsumer), filepath.Join(t.TempDir(), "processed"), log)
+		consumed <- runConsumers(consCtx, f, led, sched.of(killConsumer), filepath.Join(t.TempDir(), "processed"), log, w)
 	}()
 
 	// Producer: every message through the library's async pipeline; the
 	// producer-side faults fire as it reaches them.
 	const producerName = "faults-producer"
 	in := newInjector(cluster, f.stream.Name, producerName)
+	in.stealPort = sabotage == "steal-port"
+	w.injector.Store(in)
+	w.at("connecting the producer")
 	p, err := hubflow.NewProducer(ctx, f.producer, hubflow.WithName(producerName), hubflow.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
-	acked := make([]bool, n)
-	futures := make([]*hubflow.Future, n)
+	w.producer.Store(p)
+	w.at("publishing")
 	var firstErrs []string
 	fired := 0
 	producerFaults := append(sched.of(killLeader), sched.of(cutProducer)...)
@@ -144,7 +157,9 @@ func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched sc
 		}
 		for _, pf := range producerFaults {
 			if pf.At == i {
+				w.at(fmt.Sprintf("publishing: firing %s", pf))
 				in.fire(pf)
+				w.at("publishing")
 				fired++
 			}
 		}
@@ -158,31 +173,39 @@ func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched sc
 			firstErrs = appendMax(firstErrs, err.Error())
 			continue
 		}
-		futures[i] = fut
+		w.futures[i].Store(fut)
+		w.published.Store(int64(i + 1))
 	}
-	for i, fut := range futures {
+	for i := range w.futures {
+		fut := w.futures[i].Load()
 		if fut == nil {
 			continue
 		}
+		w.at(fmt.Sprintf("waiting for the acknowledgement of message %d", i))
 		if _, err := fut.Wait(ctx); err != nil {
 			r.publishErrors++
 			firstErrs = appendMax(firstErrs, err.Error())
 			continue
 		}
-		acked[i] = true
+		w.acked[i].Store(true)
 		r.acked++
 	}
+	acked := w.ackedList()
 	r.published = n
 	r.producer = p.Stats()
+	w.at("closing the producer")
 	if err := p.Close(ctx); err != nil {
 		t.Errorf("closing the producer: %v", err)
 	}
 	var faultErrs []error
+	w.at("waiting for the faults to heal")
 	r.faults, faultErrs = in.finish()
 
 	// Wait until the durable has nothing left to deliver or to be
 	// acknowledged, and the ledger has stopped moving.
+	w.at("waiting for the consumer side to settle")
 	waitSettled(ctx, t, js, f, led, acked)
+	w.at("stopping the consumers")
 	stopConsumers()
 	res := <-consumed
 	r.consumer, r.instances = res.stats, res.instances
@@ -190,6 +213,7 @@ func runFlow(t *testing.T, sem hubflowv1.DeliverySemantic, n, rate int, sched sc
 	faultErrs = append(faultErrs, res.errs...)
 	r.ledger = led.snapshot()
 	r.lost = led.lost(acked)
+	w.at("reading the stream back")
 	if r.stream, err = auditStream(ctx, js, f.stream.Name, n); err != nil {
 		t.Fatalf("reading the stream back: %v", err)
 	}
@@ -271,7 +295,7 @@ func waitSettled(ctx context.Context, t *testing.T, js jetstream.JetStream, f *f
 		last = c.handled
 		select {
 		case <-ctx.Done():
-			t.Errorf("the consumer side did not settle: %v", ctx.Err())
+			t.Errorf("the consumer side did not settle: %v", context.Cause(ctx))
 			return
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -300,7 +324,7 @@ type consumerResult struct {
 // replacing each killed instance with a new one, as a Deployment would.
 // The ExactlyOnce instances share a dedup record file that each opens
 // anew: what a crashed process leaves behind on its volume.
-func runConsumers(ctx context.Context, f *flow, led *ledger, kills []fault, recordPath string, log *slog.Logger) consumerResult {
+func runConsumers(ctx context.Context, f *flow, led *ledger, kills []fault, recordPath string, log *slog.Logger, w *watch) consumerResult {
 	var res consumerResult
 	var mu sync.Mutex // guards next and res.kills
 	next := 0
@@ -308,7 +332,7 @@ func runConsumers(ctx context.Context, f *flow, led *ledger, kills []fault, reco
 		var opts []hubflow.Option
 		var killer *killingDedup
 		var record *hubflow.FileDedup
-		if f.sem == hubflowv1.ExactlyOnce && !f.noDedup {
+		if (f.sem == hubflowv1.ExactlyOnce && !f.noDedup) || (f.fileDedup && f.sem != hubflowv1.AtMostOnce) {
 			var err error
 			// No fsync: the crash injected here is the process's, and the
 			// page cache outlives a process.
@@ -320,11 +344,18 @@ func runConsumers(ctx context.Context, f *flow, led *ledger, kills []fault, reco
 			opts = append(opts, hubflow.WithDedup(killer))
 		}
 		name := fmt.Sprintf("faults-consumer-%d", res.instances)
+		party := &consumerParty{name: name, since: time.Now(), instance: res.instances + 1}
+		if prev := w.consumer.Load(); prev != nil && prev.c == nil && prev.name == name {
+			party.since, party.lastErr = prev.since, prev.lastErr
+		}
+		w.consumer.Store(party)
 		startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		opts = append(opts, f.consumerOpts...)
 		c, err := hubflow.NewConsumer(startCtx, f.consumer, append(opts,
 			hubflow.WithName(name), hubflow.WithConcurrency(4), hubflow.WithLogger(log))...)
 		cancel()
 		if err != nil {
+			w.consumer.Store(&consumerParty{name: name, since: party.since, instance: party.instance, lastErr: err.Error()})
 			if record != nil {
 				record.Close()
 			}
@@ -332,6 +363,8 @@ func runConsumers(ctx context.Context, f *flow, led *ledger, kills []fault, reco
 			continue
 		}
 		res.instances++
+		party = &consumerParty{name: name, c: c, since: time.Now(), instance: res.instances}
+		w.consumer.Store(party)
 		if killer != nil {
 			killer.kill = c.Conn().Close
 		}
@@ -341,6 +374,8 @@ func runConsumers(ctx context.Context, f *flow, led *ledger, kills []fault, reco
 				return hubflow.Poison(err)
 			}
 			led.process(i) // the side effect
+			party.lastMsg.Store(int64(i))
+			party.lastSeen.Store(time.Now().UnixNano())
 			mu.Lock()
 			due := next < len(kills) && i >= kills[next].At
 			if due {
@@ -392,6 +427,13 @@ func appendMax(list []string, s string) []string {
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
 		return v
 	}
 	return def

@@ -13,6 +13,7 @@ import (
 	"github.com/hubflow/hubflow/internal/semantic"
 	"github.com/hubflow/hubflow/internal/testnats"
 	"github.com/hubflow/hubflow/pkg/binding"
+	"github.com/hubflow/hubflow/pkg/hubflow"
 )
 
 // flow is one Topic with one Producer and one Consumer of a semantic,
@@ -24,8 +25,35 @@ type flow struct {
 	durable  jetstream.ConsumerConfig
 	producer binding.Binding
 	consumer binding.Binding
-	noDedup  bool // sabotage: ExactlyOnce consumers without their dedup record
+	// producerPolicy is the producer's compiled policy (its permissions
+	// derive from it).
+	producerPolicy semantic.ProducerPolicy
+	noDedup        bool // sabotage: ExactlyOnce consumers without their dedup record
+	// fileDedup gives the consumers of every acknowledging semantic a
+	// FileDedup (ExactlyOnce always has one).
+	fileDedup bool
+	// Extra options for the producer and the consumer instances (a creds
+	// file, for example).
+	producerOpts, consumerOpts []hubflow.Option
+	// account is the JetStream account of the flow: the global one of a
+	// hub without auth unless set.
+	account string
 }
+
+// tuning is what a case changes in a flow.
+type tuning struct {
+	replicas        int32
+	storage         hubflowv1.StorageType // the semantic's own when empty
+	duplicateWindow time.Duration         // ExactlyOnce; the default when zero
+	ackTimeout      time.Duration
+	retries         int32
+	retryWait       time.Duration
+	ackWait         time.Duration
+	inbox           bool // give each binding the inbox prefix its credentials allow
+}
+
+// faultsTuning is the fault suite's own: an R3 Topic on the cluster.
+var faultsTuning = tuning{replicas: 3, ackTimeout: ackTimeout, retries: retries, retryWait: retryWait, ackWait: ackWait}
 
 // Short waits keep a 10,000-message run with faults within a minute: a
 // message whose ack was lost comes back after 2s, a publish is retried
@@ -38,13 +66,23 @@ const (
 )
 
 func newFlow(sem hubflowv1.DeliverySemantic, url string) (*flow, error) {
+	return newTunedFlow(sem, url, faultsTuning)
+}
+
+func newTunedFlow(sem hubflowv1.DeliverySemantic, url string, tu tuning) (*flow, error) {
 	name := "faults-" + strings.ToLower(string(sem))
 	topic := &hubflowv1.Topic{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "faults", Name: name},
-		Spec:       hubflowv1.TopicSpec{Semantic: sem, Replicas: 3, Storage: hubflowv1.FileStorage},
+		Spec:       hubflowv1.TopicSpec{Semantic: sem, Replicas: tu.replicas, Storage: hubflowv1.FileStorage},
 	}
 	if sem == hubflowv1.AtMostOnce {
 		topic.Spec.Storage = hubflowv1.MemoryStorage
+	}
+	if tu.storage != "" {
+		topic.Spec.Storage = tu.storage
+	}
+	if tu.duplicateWindow > 0 {
+		topic.Spec.DuplicateWindow = &metav1.Duration{Duration: tu.duplicateWindow}
 	}
 	prod := &hubflowv1.Producer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "faults", Name: name + "-producer"},
@@ -55,11 +93,11 @@ func newFlow(sem hubflowv1.DeliverySemantic, url string) (*flow, error) {
 		Spec:       hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: name}, DeliverPolicy: hubflowv1.DeliverAll},
 	}
 	if sem != hubflowv1.AtMostOnce {
-		r := int32(retries)
+		r := tu.retries
 		prod.Spec.Publish = &hubflowv1.PublishPolicy{
-			AckTimeout: &metav1.Duration{Duration: ackTimeout}, Retries: &r, RetryWait: &metav1.Duration{Duration: retryWait},
+			AckTimeout: &metav1.Duration{Duration: tu.ackTimeout}, Retries: &r, RetryWait: &metav1.Duration{Duration: tu.retryWait},
 		}
-		cons.Spec.AckWait = &metav1.Duration{Duration: ackWait}
+		cons.Spec.AckWait = &metav1.Duration{Duration: tu.ackWait}
 	}
 	f := &flow{sem: sem, stream: semantic.Stream(topic)}
 	var err error
@@ -70,12 +108,19 @@ func newFlow(sem hubflowv1.DeliverySemantic, url string) (*flow, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.producerPolicy = pp
 	cp := semantic.ConsumerClientPolicy(sem, f.durable)
+	pb := producerBinding(url, f.stream.Name, pp)
+	cb := consumerBinding(url, f.stream.Name, f.durable.Durable, cp)
+	if tu.inbox {
+		pb.Inbox = semantic.InboxPrefix(semantic.RoleProducer, prod.Namespace, prod.Name)
+		cb.Inbox = semantic.InboxPrefix(semantic.RoleConsumer, cons.Namespace, cons.Name)
+	}
 	// Through the Secret's encoding and back, as a workload reads them.
-	if f.producer, err = binding.Decode(producerBinding(url, f.stream.Name, pp).Data()); err != nil {
+	if f.producer, err = binding.Decode(pb.Data()); err != nil {
 		return nil, fmt.Errorf("producer binding: %w", err)
 	}
-	if f.consumer, err = binding.Decode(consumerBinding(url, f.stream.Name, f.durable.Durable, cp).Data()); err != nil {
+	if f.consumer, err = binding.Decode(cb.Data()); err != nil {
 		return nil, fmt.Errorf("consumer binding: %w", err)
 	}
 	return f, nil
@@ -100,7 +145,14 @@ func (f *flow) create(ctx context.Context, js jetstream.JetStream, c *testnats.C
 	subject := f.producer.Subjects[0]
 	return retry(ctx, func() error {
 		for _, n := range c.Nodes {
-			if !n.Server().GlobalAccount().SubscriptionInterest(subject) {
+			acc := n.Server().GlobalAccount()
+			if f.account != "" {
+				var err error
+				if acc, err = n.Server().LookupAccount(f.account); err != nil {
+					return err
+				}
+			}
+			if !acc.SubscriptionInterest(subject) {
 				return fmt.Errorf("%s does not route %s yet", n.Server().Name(), subject)
 			}
 		}
