@@ -129,14 +129,7 @@ func runScenario(b *testing.B, n int, idle, observe, resync time.Duration) resul
 		apiRequests(b, hub)-jsBefore, writes()-writesBefore,
 		float64(apiRequests(b, hub)-jsBefore)/float64(3*n), float64(writes()-writesBefore)/float64(3*n))
 
-	var parts []string
-	for k, v := range breakdown() {
-		if d := v - breakdownBefore[k]; d > 0 {
-			parts = append(parts, fmt.Sprintf("%s %.0f", k, d))
-		}
-	}
-	slices.Sort(parts)
-	b.Logf("API-server writes while converging: %s", strings.Join(parts, ", "))
+	b.Logf("API-server writes while converging: %s", writesSince(breakdownBefore, breakdown()))
 
 	r.healMedian, r.healMax = measureHeal(b, hub, 5)
 	b.Logf("out-of-band stream deletion healed: median %s, max %s (5 deletions)", r.healMedian, r.healMax)
@@ -144,14 +137,29 @@ func runScenario(b *testing.B, n int, idle, observe, resync time.Duration) resul
 	// Let the heal's reconciles and the first observer looks settle, then
 	// count what an idle hub costs.
 	time.Sleep(observe + 2*time.Second)
-	js0, w0, t0 := apiRequests(b, hub), writes(), time.Now()
+	js0, w0, t0, idleBefore := apiRequests(b, hub), writes(), time.Now(), breakdown()
 	time.Sleep(idle)
 	minutes := time.Since(t0).Minutes()
 	r.idleJS = float64(apiRequests(b, hub)-js0) / minutes
 	r.idleWrites = float64(writes()-w0) / minutes
 	b.Logf("idle for %s: %.1f JetStream API requests/min, %.1f API-server writes/min (observe interval %s, resync interval %s, %d streams)",
 		time.Since(t0).Round(time.Second), r.idleJS, r.idleWrites, observe, resync, n)
+	if r.idleWrites > 0 {
+		b.Logf("API-server writes while idle: %s", writesSince(idleBefore, breakdown()))
+	}
 	return r
+}
+
+// writesSince lists the writes per verb and resource between two counts.
+func writesSince(before, after map[string]float64) string {
+	var parts []string
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, d))
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
 }
 
 // rawBaseline is the floor: the same streams and durables created directly
