@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/hubflow/hubflow/controllers"
@@ -55,6 +57,9 @@ func StartWith(cfg *rest.Config, scheme *runtime.Scheme, conn natsconn.Options, 
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache:   controllers.CacheOptions(),
+		// One process may start managers one after another (the demo's
+		// tests): controller names only need to be unique at a time.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err == nil {
 		err = controllers.Setup(mgr, nc, opts)
