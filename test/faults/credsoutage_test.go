@@ -85,18 +85,7 @@ func TestOutageLongerThanTheCredentialTTL(t *testing.T) {
 // operatorHub runs a one-node hub in operator (JWT) mode.
 func operatorHub(t *testing.T, trust *testnats.Trust) *testnats.Cluster {
 	t.Helper()
-	var err error
-	for try := 1; try <= hubStarts; try++ {
-		var srv *testnats.Server
-		if srv, err = testnats.StartOperatorMode(t.TempDir(), trust); err == nil {
-			hub := &testnats.Cluster{Nodes: []*testnats.Server{srv}}
-			t.Cleanup(hub.Stop)
-			return hub
-		}
-		t.Logf("starting the hub (try %d of %d): %v", try, hubStarts, err)
-	}
-	t.Fatal(err)
-	return nil
+	return oneNode(t, func(dir string) (*testnats.Server, error) { return testnats.StartOperatorMode(dir, trust) })
 }
 
 // adminJS is the test's own unrestricted, long-lived connection to the

@@ -273,24 +273,24 @@ func (r report) String(sem hubflowv1.DeliverySemantic) string {
 // waitSettled returns once the durable has delivered everything and has
 // nothing awaiting an acknowledgement, and the ledger holds every
 // acknowledged message (acknowledging semantics) or has stopped moving
-// (AtMostOnce).
+// (AtMostOnce). With acked nil it waits for the ledger to stop moving only
+// (waitQuiet).
 func waitSettled(ctx context.Context, t *testing.T, js jetstream.JetStream, f *flow, led *ledger, acked []bool) {
 	t.Helper()
 	last, still := -1, 0
 	for {
 		info, err := durableInfo(ctx, js, f)
 		c := led.snapshot()
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-			if f.sem != hubflowv1.AtMostOnce && led.lost(acked) == 0 {
+		drained := err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		if drained && acked != nil && f.sem != hubflowv1.AtMostOnce && led.lost(acked) == 0 {
+			return
+		}
+		if drained && c.handled == last {
+			if still++; still >= 5 {
 				return
 			}
-			if c.handled == last {
-				if still++; still >= 5 {
-					return
-				}
-			} else {
-				still = 0
-			}
+		} else {
+			still = 0
 		}
 		last = c.handled
 		select {

@@ -33,10 +33,17 @@ func startCluster(t *testing.T) *testnats.Cluster {
 // watch and the flow's helpers take it.
 func singleNode(t *testing.T) *testnats.Cluster {
 	t.Helper()
+	return oneNode(t, func(dir string) (*testnats.Server, error) { return testnats.Start(dir, 0) })
+}
+
+// oneNode starts a one-node hub with start, trying again when a port it
+// picked was taken meanwhile by a process beside the suite.
+func oneNode(t *testing.T, start func(dir string) (*testnats.Server, error)) *testnats.Cluster {
+	t.Helper()
 	var err error
 	for try := 1; try <= hubStarts; try++ {
 		var srv *testnats.Server
-		if srv, err = testnats.Start(t.TempDir(), 0); err == nil {
+		if srv, err = start(t.TempDir()); err == nil {
 			hub := &testnats.Cluster{Nodes: []*testnats.Server{srv}}
 			t.Cleanup(hub.Stop)
 			return hub

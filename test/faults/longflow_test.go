@@ -273,25 +273,7 @@ func first(list []int, n int) []int { return list[:min(n, len(list))] }
 // may lose some by design (a deleted stream) or by a bug the checks report.
 func waitQuiet(ctx context.Context, t *testing.T, js jetstream.JetStream, f *flow, led *ledger) {
 	t.Helper()
-	last, still := -1, 0
-	for {
-		info, err := durableInfo(ctx, js, f)
-		c := led.snapshot()
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && c.handled == last {
-			if still++; still >= 5 {
-				return
-			}
-		} else {
-			still = 0
-		}
-		last = c.handled
-		select {
-		case <-ctx.Done():
-			t.Errorf("the consumer side did not settle: %v", context.Cause(ctx))
-			return
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	waitSettled(ctx, t, js, f, led, nil)
 }
 
 // outage makes the hub unreachable for d. First the network goes deaf: the
