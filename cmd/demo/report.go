@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/topology"
 )
 
 // consumerResult is what one consumer processed, counted by message number.
@@ -115,16 +116,16 @@ healthy; MSG/S: the producers' rate over the whole run (the fault run paces ever
               double acknowledgement per message.
 `)
 
-	services, links := 0, 0
-	for _, f := range flows {
-		services += len(f.producers) + len(f.consumers)
-		links += len(f.producers) * len(f.consumers)
+	fanouts := make([]topology.Fanout, len(flows))
+	for i, f := range flows {
+		fanouts[i] = topology.Fanout{Producers: len(f.producers), Consumers: len(f.consumers)}
 	}
+	wiring := topology.Count(fanouts)
 	fmt.Printf(`
 The hub: %d services, each with one connection to NATS (%d connections).
 Wired to each other instead, these flows alone need %d point-to-point integrations, and a mesh
 of %d services grows to %d; with the hub, a new service adds one connection, whatever exists.
-`, services, services, links, services, services*(services-1)/2)
+`, wiring.Services, wiring.HubConnections, wiring.PointToPoint, wiring.Services, wiring.Mesh)
 	return all
 }
 
