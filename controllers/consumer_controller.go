@@ -72,6 +72,9 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	before := c.DeepCopy()
 	conds := newConditions(&c.Status.CommonStatus, c.Generation)
 	renewIn, err := r.sync(ctx, &c, conds)
+	if !isReady(c.Status.Conditions) {
+		r.forgetGone(ctx, &c)
+	}
 	notRenewed(&c.Status.CommonStatus, conds, "Consumer")
 	c.Status.EffectiveSemantic = delivered(c.Status.EffectiveSemantic, c.Status.Conditions)
 	reportOutcome(ctx, r.recorder, &c, before.Status.Conditions, c.Status.Conditions)
@@ -104,17 +107,14 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 	topic, ok, err := readyTopic(ctx, r.client, c.Namespace, c.Spec.TopicRef.Name, conds)
 	c.Status.Semantic = shownSemantic(topic, c.Spec.Semantic)
 	if !ok {
-		r.forgetGone(ctx, c)
 		return 0, err
 	}
 	sem, err := semantic.Resolve(semantic.TopicSemantic(topic), c.Spec.Semantic)
 	if err != nil {
-		r.forgetGone(ctx, c)
 		return 0, ruleFailure(conds, err)
 	}
 	desired, err := semantic.Consumer(topic, c, sem)
 	if err != nil {
-		r.forgetGone(ctx, c)
 		return 0, ruleFailure(conds, err)
 	}
 	stream := semantic.StreamName(topic.Namespace, topic.Name)

@@ -58,6 +58,9 @@ func (r *ProducerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	before := p.DeepCopy()
 	conds := newConditions(&p.Status.CommonStatus, p.Generation)
 	renewIn, err := r.sync(ctx, &p, conds)
+	if !isReady(p.Status.Conditions) {
+		r.forgetGone(ctx, &p)
+	}
 	notRenewed(&p.Status.CommonStatus, conds, "Producer")
 	reportOutcome(ctx, r.recorder, &p, before.Status.Conditions, p.Status.Conditions)
 	if perr := patchStatus(ctx, r.client, &p, before, p.Status, before.Status); perr != nil {
@@ -92,7 +95,6 @@ func (r *ProducerReconciler) sync(ctx context.Context, p *hubflowv1.Producer, co
 	topic, ok, err := readyTopic(ctx, r.client, p.Namespace, p.Spec.TopicRef.Name, conds)
 	p.Status.Semantic = shownSemantic(topic, p.Spec.Semantic)
 	if !ok {
-		r.forgetGone(ctx, p)
 		return 0, err
 	}
 	sem, err := semantic.Resolve(semantic.TopicSemantic(topic), p.Spec.Semantic)
