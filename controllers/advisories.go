@@ -251,4 +251,9 @@ var testHooks struct {
 	hold atomic.Pointer[chan struct{}]
 	// observerPaused skips the observer's looks.
 	observerPaused atomic.Bool
+	// moverStopped stops the dead-letter mover, as a manager that is down.
+	moverStopped atomic.Bool
+	// afterDeadLetterPublish, when it returns true, ends a move after the
+	// publish and before the acknowledgement, as a crash there would.
+	afterDeadLetterPublish atomic.Pointer[func() bool]
 }

@@ -35,6 +35,8 @@ type ConsumerReconciler struct {
 	// wakeTopics reaches the Topic reconciler: a Consumer that finds its
 	// stream missing says so, since the stream's own advisory may never come.
 	wakeTopics chan<- event.GenericEvent
+	// deadLetters moves this cluster's dead letters and answers for them.
+	deadLetters *deadLetters
 }
 
 func (r *ConsumerReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigger <-chan event.GenericEvent) error {
@@ -44,6 +46,11 @@ func (r *ConsumerReconciler) setup(mgr ctrl.Manager, opts controller.Options, tr
 		Owns(&corev1.Secret{}).
 		Watches(&hubflowv1.Topic{},
 			handler.EnqueueRequestsFromMapFunc(byTopic(r.client, &hubflowv1.ConsumerList{})),
+			builder.WithPredicates(topicChanged)).
+		// A dead-letter Topic becoming ready (or going) changes where
+		// dead letters go.
+		Watches(&hubflowv1.Topic{},
+			handler.EnqueueRequestsFromMapFunc(byDeadLetterTopic(r.client)),
 			builder.WithPredicates(topicChanged)).
 		// A producer's semantic bounds the consumers' effective semantic.
 		Watches(&hubflowv1.Producer{},
@@ -118,6 +125,20 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 		return 0, ruleFailure(conds, err)
 	}
 	stream := semantic.StreamName(topic.Namespace, topic.Name)
+	if c.Spec.DeadLetter != nil {
+		if sem == hubflowv1.AtMostOnce {
+			c.Status.Semantic, c.Status.DeadLetter = hubflowv1.StatusSemantic(sem), nil
+			conds.failed(false, ReasonDeadLetterNeedsAcks,
+				"spec.deadLetter needs an acknowledging semantic, and this Consumer reads as AtMostOnce (Topic %s's semantic): declare spec.semantic AtLeastOnce or ExactlyOnce, or remove spec.deadLetter",
+				topic.Name)
+			return 0, nil
+		}
+		// The capture stream exists before the durable can give up on a
+		// message, so no announcement of one is missed.
+		if err := r.deadLetters.ensureCapture(ctx); err != nil {
+			return 0, hubFailure(conds, err)
+		}
+	}
 	var producers hubflowv1.ProducerList
 	if err := listRegistered(ctx, r.client, c.Namespace, topic.Name, &producers); err != nil {
 		return 0, err
@@ -135,6 +156,9 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 	applyErr := r.apply(ctx, c, stream, desired, &serving, conds)
 	if !isReady(c.Status.Conditions) {
 		return 0, applyErr
+	}
+	if err := r.syncDeadLetter(ctx, c, serving, conds); err != nil {
+		applyErr = errors.Join(applyErr, err)
 	}
 	req := consumerBinding(c, serving, semantic.Stream(topic).MaxAge)
 	res, err := r.bind(ctx, req)

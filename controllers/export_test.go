@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hubflow/hubflow/internal/hub"
@@ -45,4 +46,25 @@ func HoldAdvisories(t testing.TB) (release func()) {
 func PauseObserver(t testing.TB) {
 	testHooks.observerPaused.Store(true)
 	t.Cleanup(func() { testHooks.observerPaused.Store(false) })
+}
+
+// StopDeadLetterMover stops the dead-letter mover, as a manager that is
+// down, until start is called or the test ends. The server's announcements
+// go on being captured meanwhile.
+func StopDeadLetterMover(t testing.TB) (start func()) {
+	testHooks.moverStopped.Store(true)
+	start = func() { testHooks.moverStopped.Store(false) }
+	t.Cleanup(start)
+	return start
+}
+
+// CrashDeadLetterMoves makes the next n moves end after the publish and
+// before the announcement's acknowledgement, as a mover killed there: a
+// real process cannot be killed between two statements on cue.
+func CrashDeadLetterMoves(t testing.TB, n int) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	crash := func() bool { return left.Add(-1) >= 0 }
+	testHooks.afterDeadLetterPublish.Store(&crash)
+	t.Cleanup(func() { testHooks.afterDeadLetterPublish.Store(nil) })
 }

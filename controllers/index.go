@@ -23,6 +23,8 @@ const (
 	// streamIndex indexes Topics by their stream, and Consumers by
 	// "<stream>/<durable>", to map server advisories back to objects.
 	streamIndex = "hubflow.io/stream"
+	// deadLetterIndex indexes Consumers by the dead-letter Topic they name.
+	deadLetterIndex = "spec.deadLetter.topicRef.name"
 	// secretOwnerIndex indexes binding Secrets by the UID of the object
 	// that controls them.
 	secretOwnerIndex = "hubflow.io/binding-owner"
@@ -35,6 +37,14 @@ func addIndexes(ctx context.Context, mgr ctrl.Manager) error {
 		return err
 	}
 	if err := idx.IndexField(ctx, &hubflowv1.Consumer{}, topicRefIndex, byTopicRef); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &hubflowv1.Consumer{}, deadLetterIndex, func(o client.Object) []string {
+		if dl := o.(*hubflowv1.Consumer).Spec.DeadLetter; dl != nil {
+			return []string{dl.TopicRef.Name}
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	if err := idx.IndexField(ctx, &hubflowv1.Topic{}, streamIndex, func(o client.Object) []string {
@@ -99,9 +109,31 @@ func topicName(o client.Object) string {
 	return o.GetName()
 }
 
-// topicOf maps a Producer or Consumer to its Topic.
+// topicOf maps a Producer or Consumer to its Topic, and a Consumer with a
+// dead-letter Topic to that one too (its registry lists the sources).
 func topicOf(_ context.Context, o client.Object) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: topicName(o)}}}
+	reqs := []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: topicName(o)}}}
+	if c, ok := o.(*hubflowv1.Consumer); ok && c.Spec.DeadLetter != nil {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: c.Spec.DeadLetter.TopicRef.Name}})
+	}
+	return reqs
+}
+
+// byDeadLetterTopic maps a Topic to the Consumers that set their dead
+// letters aside in it.
+func byDeadLetterTopic(c client.Reader) func(context.Context, client.Object) []reconcile.Request {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list hubflowv1.ConsumerList
+		if err := c.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{deadLetterIndex: o.GetName()}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing dead-letter sources", "topic", o.GetName())
+			return nil
+		}
+		var reqs []reconcile.Request
+		for _, n := range names(&list) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: n}})
+		}
+		return reqs
+	}
 }
 
 // byTopic returns a mapper from a Topic (or a Producer, via its Topic) to

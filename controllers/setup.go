@@ -50,6 +50,14 @@ type Options struct {
 	// credentials' lifetime when the manager mints credentials (they run
 	// out by then), else DefaultWindowHoldGrace.
 	WindowHoldGrace time.Duration
+	// DeadLetterReplicas is the replica count of the stream that captures
+	// the server's dead-letter announcements (1 when unset); give it the
+	// replicas of the Topics whose dead letters matter.
+	DeadLetterReplicas int
+	// DeadLetterAckWait is how long the dead-letter mover has for one
+	// message before it is handed out again (DefaultDeadLetterAckWait when
+	// unset).
+	DeadLetterAckWait time.Duration
 }
 
 // DefaultWindowHoldGrace is the hold after a Producer's deletion on a hub
@@ -110,7 +118,14 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 	if err := (&TopicReconciler{reconciler: base, windowGrace: windowGrace}).setup(mgr, copts, triggers.topics); err != nil {
 		return err
 	}
-	if err := (&ConsumerReconciler{reconciler: base, wakeTopics: triggers.topics}).setup(mgr, copts, triggers.consumers); err != nil {
+	letters, err := newDeadLetters(nc, mgr.GetClient(), base.recorder, base.cluster, opts.DeadLetterReplicas, opts.DeadLetterAckWait, triggers.consumers)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(letters); err != nil {
+		return err
+	}
+	if err := (&ConsumerReconciler{reconciler: base, wakeTopics: triggers.topics, deadLetters: letters}).setup(mgr, copts, triggers.consumers); err != nil {
 		return err
 	}
 	if err := (&ProducerReconciler{reconciler: base}).setup(mgr, copts, triggers.producers); err != nil {

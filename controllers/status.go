@@ -30,6 +30,13 @@ const (
 	ReasonReplicasNeedCluster = "ReplicasNeedCluster"
 	ReasonSubjectsOverlap     = "SubjectsOverlap"
 	ReasonStreamRecreated     = "StreamRecreatedEmpty"
+	// Dead letters (controllers/deadletter.go).
+	ReasonDeadLetterTopicNotReady = "DeadLetterTopicNotReady"
+	ReasonDeadLetterNeedsAcks     = "DeadLetterNeedsAcks"
+	ReasonDeadLettered            = "DeadLettered"
+	ReasonDeadLetterStuck         = "DeadLetterStuck"
+	ReasonDeadLettersReplayed     = "DeadLettersReplayed"
+	ReasonReplayFailed            = "DeadLetterReplayFailed"
 )
 
 // ConditionStreamRecreated is True once a Topic's stream was found deleted

@@ -42,6 +42,9 @@ const (
 	// testWindowGrace: a window held for a deleted Producer shrinks after
 	// this, short so a test sees both sides.
 	testWindowGrace = 6 * time.Second
+	// testDeadLetterAckWait: a dead-letter move cut short is handed out
+	// again after this.
+	testDeadLetterAckWait = 2 * time.Second
 )
 
 func TestMain(m *testing.M) {
@@ -75,7 +78,7 @@ func run(m *testing.M) int {
 	js, _ = jetstream.New(own)
 
 	mgr, err := testhub.Start(env.Config, env.Scheme, hubNATS.URL(),
-		controllers.Options{ResyncInterval: testResync, ObserveInterval: testObserve, MaxConcurrentReconciles: 4, ClusterName: testCluster, WindowHoldGrace: testWindowGrace})
+		controllers.Options{ResyncInterval: testResync, ObserveInterval: testObserve, MaxConcurrentReconciles: 4, ClusterName: testCluster, WindowHoldGrace: testWindowGrace, DeadLetterAckWait: testDeadLetterAckWait})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

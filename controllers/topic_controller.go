@@ -282,6 +282,14 @@ func (r *TopicReconciler) register(ctx context.Context, topic *hubflowv1.Topic) 
 	}
 	topic.Status.Producers = registrations(names(&producers))
 	topic.Status.Consumers = registrations(names(&consumers))
+	var sources hubflowv1.ConsumerList
+	if err := r.client.List(ctx, &sources, client.InNamespace(topic.Namespace), client.MatchingFields{deadLetterIndex: topic.Name}); err != nil {
+		return 0, "", err
+	}
+	topic.Status.DeadLetterSources = nil
+	if len(sources.Items) > 0 {
+		topic.Status.DeadLetterSources = registrations(names(&sources))
+	}
 	topicSem := semantic.TopicSemantic(topic)
 	topic.Status.EffectiveSemantic = hubflowv1.StatusSemantic(semantic.Effective(topicSem, producerSemantics(topicSem, producers.Items)))
 	var horizon time.Duration

@@ -24,6 +24,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.backoff) || !has(self.semantic) || self.semantic != 'AtMostOnce'",fieldPath=".backoff",reason=FieldValueForbidden,message="backoff does not apply to an AtMostOnce consumer: it does not acknowledge, so nothing is redelivered"
 // +kubebuilder:validation:XValidation:rule="!has(self.maxAckPending) || !has(self.semantic) || self.semantic != 'AtMostOnce'",fieldPath=".maxAckPending",reason=FieldValueForbidden,message="maxAckPending does not apply to an AtMostOnce consumer: it does not acknowledge, so nothing is redelivered"
 // +kubebuilder:validation:XValidation:rule="!has(self.backoff) || !has(self.maxDeliver) || self.maxDeliver > size(self.backoff)",fieldPath=".backoff",reason=FieldValueInvalid,message="backoff must have fewer entries than maxDeliver: ackWait covers the first delivery and each backoff entry one more, so entries past maxDeliver would never be used"
+// +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || !has(self.semantic) || self.semantic != 'AtMostOnce'",fieldPath=".deadLetter",reason=FieldValueForbidden,message="deadLetter does not apply to an AtMostOnce consumer: it does not acknowledge, so no message is ever given up on"
+// +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || self.deadLetter.topicRef.name != self.topicRef.name",fieldPath=".deadLetter.topicRef.name",reason=FieldValueInvalid,message="deadLetter.topicRef must name another Topic than topicRef: a Topic cannot take its own dead letters"
 // +kubebuilder:validation:XValidation:rule="has(self.durableName) == has(oldSelf.durableName)",fieldPath=".durableName",reason=FieldValueForbidden,message="durableName cannot be added or removed after creation: it names the JetStream consumer"
 // +kubebuilder:validation:XValidation:rule="has(self.semantic) == has(oldSelf.semantic) && (!has(self.semantic) || (self.semantic == 'AtMostOnce') == (oldSelf.semantic == 'AtMostOnce'))",fieldPath=".semantic",reason=FieldValueForbidden,message="semantic cannot be added, removed, or changed between AtMostOnce and an acknowledged semantic after creation: JetStream cannot change a consumer's ack policy; create a new Consumer"
 type ConsumerSpec struct {
@@ -70,8 +72,9 @@ type ConsumerSpec struct {
 	AckWait *metav1.Duration `json:"ackWait,omitempty"`
 
 	// MaxDeliver bounds how many times a message is delivered. Unset means
-	// unlimited, which AtLeastOnce and ExactlyOnce need to lose nothing: when
-	// set, a message that fails every delivery is dropped by this consumer.
+	// unlimited, which AtLeastOnce and ExactlyOnce need to lose nothing
+	// without a deadLetter Topic: when set without one, a message that fails
+	// every delivery is dropped by this consumer; with one, it is moved there.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	MaxDeliver *int32 `json:"maxDeliver,omitempty"`
@@ -94,6 +97,13 @@ type ConsumerSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	MaxAckPending *int32 `json:"maxAckPending,omitempty"`
 
+	// DeadLetter names the Topic where messages this consumer gives up on
+	// are set aside: one that exhausts maxDeliver, or that the client
+	// terminates as poison. hubflow copies each there once, with its payload,
+	// its headers and where it came from; the workload does nothing for it.
+	// +optional
+	DeadLetter *DeadLetter `json:"deadLetter,omitempty"`
+
 	// BindingSecretName is the Secret the consumer's binding is written to.
 	// Defaults to "<name>-binding".
 	// +optional
@@ -108,6 +118,30 @@ type ConsumerSpec struct {
 	// durable owned by another hubflow object or cluster is never adopted.
 	// +optional
 	AdoptExisting bool `json:"adoptExisting,omitempty"`
+}
+
+// DeadLetter is where a Consumer's undeliverable messages go.
+type DeadLetter struct {
+	// TopicRef names the dead-letter Topic, in the Consumer's namespace. It
+	// needs a subject ending in ".>": each Consumer's dead letters go below
+	// it, on "<prefix>.<source stream>.<durable>".
+	TopicRef TopicReference `json:"topicRef"`
+}
+
+// DeadLetterStatus is where a Consumer's dead letters are and how many wait there.
+type DeadLetterStatus struct {
+	// Topic is the dead-letter Topic.
+	Topic string `json:"topic"`
+	// StreamName is the dead-letter Topic's stream.
+	// +optional
+	StreamName string `json:"streamName,omitempty"`
+	// Subject is the subject this Consumer's dead letters are published on.
+	// +optional
+	Subject string `json:"subject,omitempty"`
+	// Held is how many of this Consumer's dead letters the dead-letter Topic
+	// holds now (replayed ones are removed), as of the last reconcile.
+	// +optional
+	Held int64 `json:"held"`
 }
 
 // ConsumerStatus is what the operator resolved and observed for a Consumer.
@@ -143,6 +177,11 @@ type ConsumerStatus struct {
 	// Undeliverable says what happens to a message that fails every delivery.
 	// +optional
 	Undeliverable string `json:"undeliverable,omitempty"`
+
+	// DeadLetter says where this consumer's dead letters go and how many
+	// wait there.
+	// +optional
+	DeadLetter *DeadLetterStatus `json:"deadLetter,omitempty"`
 
 	// Binding names the Secret that holds the consumer's binding.
 	// +optional
@@ -197,3 +236,10 @@ type ConsumerList struct {
 func init() {
 	SchemeBuilder.Register(&Consumer{}, &ConsumerList{})
 }
+
+// ReplayDeadLettersAnnotation on a Consumer asks hubflow to send its dead
+// letters back to their source Topic: "all", or a comma-separated list of
+// dead-letter stream sequences. hubflow removes the annotation when done and
+// records an event; each replayed dead letter is removed from the
+// dead-letter Topic.
+const ReplayDeadLettersAnnotation = "hubflow.io/replay-dead-letters"

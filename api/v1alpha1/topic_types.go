@@ -169,6 +169,11 @@ type TopicStatus struct {
 	// +optional
 	Consumers *Registrations `json:"consumers,omitempty"`
 
+	// DeadLetterSources are the Consumers that set their dead letters aside
+	// in this Topic.
+	// +optional
+	DeadLetterSources *Registrations `json:"deadLetterSources,omitempty"`
+
 	// EffectiveSemantic is the strongest promise a consumer of this Topic
 	// gets end to end: the Topic's semantic, weakened by the weakest
 	// registered producer (one that sends no message ids cannot be deduplicated);

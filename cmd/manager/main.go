@@ -56,10 +56,11 @@ type settings struct {
 	// dial. It defaults to --nats-url without its user information.
 	bindingURL string
 	// clusterName goes into the owner metadata of every stream and durable.
-	clusterName     string
-	windowHoldGrace time.Duration
-	credentials     credentialSettings
-	zap             zap.Options
+	clusterName        string
+	windowHoldGrace    time.Duration
+	deadLetterReplicas int
+	credentials        credentialSettings
+	zap                zap.Options
 }
 
 // credentialSettings say how Producers' and Consumers' NATS users are minted.
@@ -127,6 +128,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.credentials.account, "nats-account", "", "Public key (A...) of the account the signing key belongs to; required with --nats-account-signing-key-file.")
 	fs.DurationVar(&s.credentials.ttl, "credentials-ttl", 24*time.Hour, "Lifetime of each Producer's and Consumer's NATS user. They are renewed when a third of it is left; the server disconnects a client whose user expired, so this also bounds how long a deleted or narrowed Producer or Consumer keeps access.")
 	fs.DurationVar(&s.windowHoldGrace, "window-hold-grace", 0, "How long an ExactlyOnce Topic keeps a duplicate window held for a deleted Producer's retry horizon, since its workloads may go on retrying with the binding they have. Default: --credentials-ttl when credentials are minted (they run out by then), else 24h.")
+	fs.IntVar(&s.deadLetterReplicas, "dead-letter-replicas", 1, "Replicas of the stream that captures the server's dead-letter announcements (created when a Consumer first declares spec.deadLetter). Give it the replicas of the Topics whose dead letters matter: on a 3-node hub, 3.")
 	fs.StringVar(&s.clusterName, "cluster-name", controllers.DefaultClusterName, "Name of this Kubernetes cluster, recorded as the owner of every stream and durable hubflow creates. Give each cluster that shares a NATS account its own name: a cluster never changes or deletes another's objects. Changing it later makes the objects already created look owned elsewhere.")
 	s.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -269,5 +271,6 @@ func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings, issuer *crede
 		BindingURL:              s.bindingURL,
 		ClusterName:             s.clusterName,
 		WindowHoldGrace:         s.windowHoldGrace,
+		DeadLetterReplicas:      s.deadLetterReplicas,
 	})
 }

@@ -151,6 +151,12 @@ spec: {topicRef: {name: t}, semantic: AtMostOnce, maxDeliver: 3}`, "spec.maxDeli
 spec: {topicRef: {name: t}, semantic: AtMostOnce, backoff: [1m]}`, "spec.backoff", []string{"Forbidden", "backoff does not apply to an AtMostOnce consumer"}},
 	{"consumer AtMostOnce with maxAckPending", `kind: Consumer
 spec: {topicRef: {name: t}, semantic: AtMostOnce, maxAckPending: 10}`, "spec.maxAckPending", []string{"Forbidden", "maxAckPending does not apply to an AtMostOnce consumer"}},
+	{"consumer AtMostOnce with deadLetter", `kind: Consumer
+spec: {topicRef: {name: t}, semantic: AtMostOnce, deadLetter: {topicRef: {name: dead}}}`, "spec.deadLetter", []string{"Forbidden", "deadLetter does not apply to an AtMostOnce consumer"}},
+	{"consumer dead letters into its own Topic", `kind: Consumer
+spec: {topicRef: {name: t}, deadLetter: {topicRef: {name: t}}}`, "spec.deadLetter.topicRef.name", []string{"Invalid", "a Topic cannot take its own dead letters"}},
+	{"consumer deadLetter without a Topic", `kind: Consumer
+spec: {topicRef: {name: t}, deadLetter: {}}`, "spec.deadLetter.topicRef", []string{required}},
 	{"consumer backoff as long as maxDeliver", `kind: Consumer
 spec: {topicRef: {name: t}, maxDeliver: 2, backoff: [1m, 2m]}`, "spec.backoff", []string{"backoff must have fewer entries than maxDeliver"}},
 	{"consumer backoff longer than maxDeliver", `kind: Consumer

@@ -1,0 +1,403 @@
+package controllers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/deadletter"
+	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/pkg/binding"
+)
+
+// poisonHeader tells the test's worker what to do with a message: "nak"
+// fails every delivery, "term" terminates it with its payload as the reason.
+const poisonHeader = "Test-Poison"
+
+// work runs a worker on a durable the way a workload in any language
+// would, with a plain JetStream client: it acknowledges good messages and
+// fails or terminates the poison ones. It returns the good payloads seen.
+func work(t *testing.T, stream, durable string) func() []string {
+	t.Helper()
+	c, err := js.Consumer(ctx, stream, durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var good []string
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		switch m.Headers().Get(poisonHeader) {
+		case "nak":
+			_ = m.Nak()
+		case "term":
+			_ = m.TermWithReason(string(m.Data()))
+		default:
+			mu.Lock()
+			good = append(good, string(m.Data()))
+			mu.Unlock()
+			_ = m.DoubleAck(ctx)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(good)
+	}
+}
+
+func publish(t *testing.T, subject, data string, header nats.Header) uint64 {
+	t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = []byte(data)
+	for k, v := range header {
+		m.Header[k] = v
+	}
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// letters reads every message on subject of stream.
+func letters(t *testing.T, stream, subject string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := uint64(1); seq <= s.CachedInfo().State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject == subject {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitLetters waits until subject holds n messages, then checks it still
+// holds n after the mover had time to redeliver a cut-short move: a second
+// copy would show.
+func waitLetters(t *testing.T, stream, subject string, n int) []*jetstream.RawStreamMsg {
+	t.Helper()
+	eventually(t, wait, func() error {
+		if got := len(letters(t, stream, subject)); got != n {
+			return fmt.Errorf("%d dead letters on %s, want %d", got, subject, n)
+		}
+		return nil
+	})
+	time.Sleep(2 * testDeadLetterAckWait)
+	got := letters(t, stream, subject)
+	if len(got) != n {
+		t.Fatalf("%d dead letters on %s after the mover's redelivery time, want %d: a message was set aside twice", len(got), subject, n)
+	}
+	return got
+}
+
+func deadLetterFlow(t *testing.T, ns string, sem hubflowv1.DeliverySemantic) (topic, dead *hubflowv1.Topic, cons *hubflowv1.Consumer) {
+	topic = newTopic(ns, "orders", sem)
+	dead = newTopic(ns, "dead", hubflowv1.ExactlyOnce)
+	cons = newConsumer(ns, "billing", "orders")
+	cons.Spec.MaxDeliver = ptrTo(int32(2))
+	cons.Spec.AckWait = &metav1.Duration{Duration: time.Second}
+	cons.Spec.Backoff = []metav1.Duration{{Duration: time.Second}}
+	cons.Spec.DeadLetter = &hubflowv1.DeadLetter{TopicRef: hubflowv1.TopicReference{Name: "dead"}}
+	return topic, dead, cons
+}
+
+// A message that fails every delivery, and one the worker terminates, each
+// land in the dead-letter Topic once, with the payload, the headers and
+// where they came from; good messages are untouched; status and events
+// say what happened.
+func TestPoisonMessagesAreSetAsideOnce(t *testing.T) {
+	for _, sem := range []hubflowv1.DeliverySemantic{hubflowv1.AtLeastOnce, hubflowv1.ExactlyOnce} {
+		t.Run(string(sem), func(t *testing.T) {
+			ns := namespace(t)
+			topic, dead, cons := deadLetterFlow(t, ns, sem)
+			create(t, topic, dead, cons)
+			ready(t, topic)
+			ready(t, dead)
+			ready(t, cons)
+			stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
+			subject := ns + ".dead." + stream + ".billing"
+			eventually(t, wait, func() error {
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+					return err
+				}
+				if dl := cons.Status.DeadLetter; dl == nil || dl.Subject != subject || dl.StreamName != deadStream {
+					return fmt.Errorf("status.deadLetter %+v, want subject %s", dl, subject)
+				}
+				if !strings.Contains(cons.Status.Undeliverable, "dead-letter Topic dead") {
+					return fmt.Errorf("undeliverable %q does not name the dead-letter Topic", cons.Status.Undeliverable)
+				}
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(dead), dead); err != nil {
+					return err
+				}
+				if src := dead.Status.DeadLetterSources; src == nil || !slices.Equal(src.Names, []string{"billing"}) {
+					return fmt.Errorf("dead-letter Topic's sources %+v, want billing", src)
+				}
+				return nil
+			})
+
+			good := work(t, stream, "billing")
+			publish(t, ns+".orders", "good-1", nil)
+			nakSeq := publish(t, ns+".orders", "fails", nats.Header{poisonHeader: {"nak"}, "Ce-Type": {"order.created"}})
+			termSeq := publish(t, ns+".orders", "amount is negative", nats.Header{poisonHeader: {"term"}, nats.MsgIdHdr: {"order-7"}})
+			publish(t, ns+".orders", "good-2", nil)
+
+			got := waitLetters(t, deadStream, subject, 2)
+			byReason := map[string]*jetstream.RawStreamMsg{}
+			for _, m := range got {
+				byReason[m.Header.Get(deadletter.HeaderReason)] = m
+			}
+			exhausted, terminated := byReason["MaxDeliveries"], byReason["Terminated"]
+			if exhausted == nil || terminated == nil {
+				t.Fatalf("dead letters by reason: %v", byReason)
+			}
+			for name, want := range map[string]string{
+				deadletter.HeaderStream: stream, deadletter.HeaderSequence: fmt.Sprint(nakSeq), deadletter.HeaderDeliveries: "2",
+				deadletter.HeaderSubject: ns + ".orders", deadletter.HeaderTopic: ns + "/orders", deadletter.HeaderConsumer: ns + "/billing",
+				"Ce-Type": "order.created", poisonHeader: "nak",
+			} {
+				if got := exhausted.Header.Get(name); got != want {
+					t.Errorf("exhausted letter: %s = %q, want %q", name, got, want)
+				}
+			}
+			if string(exhausted.Data) != "fails" {
+				t.Errorf("exhausted letter payload %q", exhausted.Data)
+			}
+			for name, want := range map[string]string{
+				deadletter.HeaderSequence: fmt.Sprint(termSeq), deadletter.HeaderError: "amount is negative",
+				deadletter.HeaderKey: "order-7", "Hubflow-Original-Nats-Msg-Id": "order-7",
+			} {
+				if got := terminated.Header.Get(name); got != want {
+					t.Errorf("terminated letter: %s = %q, want %q", name, got, want)
+				}
+			}
+			eventually(t, wait, func() error {
+				if g := good(); !slices.Equal(g, []string{"good-1", "good-2"}) {
+					return fmt.Errorf("good messages processed: %v", g)
+				}
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+					return err
+				}
+				if dl := cons.Status.DeadLetter; dl == nil || dl.Held != 2 {
+					return fmt.Errorf("status.deadLetter %+v, want 2 held", dl)
+				}
+				return nil
+			})
+			e := eventFor(t, cons, controllers.ReasonDeadLettered)
+			if !strings.Contains(e.Note, "dead-letter Topic dead") {
+				t.Errorf("event %q", e.Note)
+			}
+		})
+	}
+}
+
+// A move cut short after the publish (the mover killed before it
+// acknowledged the announcement) is handed out again after the dead-letter
+// stream's duplicate window has passed: the mover finds the letter it
+// published and publishes no second one.
+func TestDeadLetterMoveCutShortIsNotRepeated(t *testing.T) {
+	ns := namespace(t)
+	topic, dead, cons := deadLetterFlow(t, ns, hubflowv1.AtLeastOnce)
+	dead.Spec.DuplicateWindow = &metav1.Duration{Duration: time.Second}
+	create(t, topic, dead, cons)
+	ready(t, dead)
+	ready(t, cons)
+	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
+	subject := ns + ".dead." + stream + ".billing"
+
+	controllers.CrashDeadLetterMoves(t, 2)
+	work(t, stream, "billing")
+	publish(t, ns+".orders", "one", nats.Header{poisonHeader: {"term"}})
+	publish(t, ns+".orders", "two", nats.Header{poisonHeader: {"term"}})
+	got := waitLetters(t, deadStream, subject, 2)
+	if string(got[0].Data) == string(got[1].Data) {
+		t.Fatalf("both letters carry %q", got[0].Data)
+	}
+}
+
+// Messages given up on while no mover runs, or while the dead-letter Topic
+// does not exist yet, wait in the capture stream and are moved once both
+// are there; meanwhile the Consumer serves and says where they wait.
+func TestDeadLettersWaitForTheMoverAndTheTopic(t *testing.T) {
+	ns := namespace(t)
+	topic, dead, cons := deadLetterFlow(t, ns, hubflowv1.ExactlyOnce)
+	create(t, topic, cons)
+	ready(t, topic)
+	c := condition(t, cons, hubflowv1.ConditionSynced, metav1.ConditionFalse, controllers.ReasonDeadLetterTopicNotReady)
+	condition(t, cons, hubflowv1.ConditionReady, metav1.ConditionTrue, "")
+	if !strings.Contains(c.Message, controllers.CaptureStream) {
+		t.Errorf("Synced message %q does not say where dead letters wait", c.Message)
+	}
+	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
+	subject := ns + ".dead." + stream + ".billing"
+
+	start := controllers.StopDeadLetterMover(t)
+	capture, err := js.Stream(ctx, controllers.CaptureStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := capture.CachedInfo().State.Msgs
+	work(t, stream, "billing")
+	publish(t, ns+".orders", "lost without a dead-letter Topic", nats.Header{poisonHeader: {"nak"}})
+	eventually(t, wait, func() error {
+		info, err := capture.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs <= before {
+			return errors.New("the server's announcement is not captured")
+		}
+		return nil
+	})
+	create(t, dead)
+	ready(t, dead)
+	ready(t, cons)
+	time.Sleep(2 * testDeadLetterAckWait)
+	if n := len(letters(t, deadStream, subject)); n != 0 {
+		t.Fatalf("%d letters moved while the mover was stopped", n)
+	}
+	start()
+	got := waitLetters(t, deadStream, subject, 1)
+	if string(got[0].Data) != "lost without a dead-letter Topic" {
+		t.Errorf("letter %q", got[0].Data)
+	}
+}
+
+// Replaying sends each dead letter back to its source Topic once, under the
+// original's idempotency key, and removes it from the dead-letter Topic; a
+// second request finds nothing left to replay. A request that cannot be
+// read is refused with a Warning.
+func TestReplayDeadLetters(t *testing.T) {
+	ns := namespace(t)
+	topic, dead, cons := deadLetterFlow(t, ns, hubflowv1.ExactlyOnce)
+	create(t, topic, dead, cons)
+	ready(t, dead)
+	ready(t, cons)
+	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
+	subject := ns + ".dead." + stream + ".billing"
+
+	// The poison is in the header, so a replay would die again: read the
+	// source stream instead of running the worker past the dead-lettering.
+	worker, err := js.Consumer(ctx, stream, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := worker.Consume(func(m jetstream.Msg) { _ = m.TermWithReason("bug #12") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ns+".orders", "a", nats.Header{nats.MsgIdHdr: {"order-a"}})
+	publish(t, ns+".orders", "b", nil)
+	waitLetters(t, deadStream, subject, 2)
+	cc.Stop() // the bug is fixed: nothing terminates any more
+	sourceBefore, _ := js.Stream(ctx, stream)
+	lastBefore := sourceBefore.CachedInfo().State.LastSeq
+
+	annotate := func(v string) {
+		t.Helper()
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+				return err
+			}
+			if cons.Annotations == nil {
+				cons.Annotations = map[string]string{}
+			}
+			cons.Annotations[hubflowv1.ReplayDeadLettersAnnotation] = v
+			return k8s.Update(ctx, cons)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, wait, func() error {
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+				return err
+			}
+			if _, ok := cons.Annotations[hubflowv1.ReplayDeadLettersAnnotation]; ok {
+				return errors.New("the replay request is still there")
+			}
+			return nil
+		})
+	}
+	annotate("all")
+	eventFor(t, cons, controllers.ReasonDeadLettersReplayed)
+	annotate("all") // nothing left: no second copy
+	if n := len(letters(t, deadStream, subject)); n != 0 {
+		t.Errorf("%d letters left after the replay", n)
+	}
+	source, _ := js.Stream(ctx, stream)
+	var keys []string
+	for seq := lastBefore + 1; seq <= source.CachedInfo().State.LastSeq; seq++ {
+		m, err := source.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, string(m.Data)+"="+m.Header.Get(binding.IdempotencyKeyHeader))
+	}
+	slices.Sort(keys)
+	wantB := fmt.Sprintf("b=%s:2:", stream)
+	if len(keys) != 2 || keys[0] != "a=order-a" || !strings.HasPrefix(keys[1], wantB) {
+		t.Errorf("replayed into the source: %v; want a under order-a and b under %s<stored ns>, once each", keys, wantB)
+	}
+	eventually(t, wait, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+			return err
+		}
+		if dl := cons.Status.DeadLetter; dl == nil || dl.Held != 0 {
+			return fmt.Errorf("status.deadLetter %+v, want 0 held", dl)
+		}
+		return nil
+	})
+
+	annotate("seven")
+	e := eventFor(t, cons, controllers.ReasonReplayFailed)
+	if !strings.Contains(e.Note, `"seven"`) {
+		t.Errorf("event %q does not quote the request", e.Note)
+	}
+}
+
+// A Consumer that inherits AtMostOnce from its Topic acknowledges nothing,
+// so no message is ever given up on: a dead-letter Topic cannot work, and
+// the Consumer says so instead of pretending.
+func TestDeadLetterNeedsAnAcknowledgingSemantic(t *testing.T) {
+	ns := namespace(t)
+	topic := newTopic(ns, "metrics", hubflowv1.AtMostOnce)
+	dead := newTopic(ns, "dead", hubflowv1.AtLeastOnce)
+	cons := newConsumer(ns, "dashboard", "metrics")
+	cons.Spec.DeadLetter = &hubflowv1.DeadLetter{TopicRef: hubflowv1.TopicReference{Name: "dead"}}
+	create(t, topic, dead, cons)
+	c := condition(t, cons, hubflowv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonDeadLetterNeedsAcks)
+	if !strings.Contains(c.Message, "spec.deadLetter") {
+		t.Errorf("message %q does not name the field", c.Message)
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := js.Consumer(cctx, semantic.StreamName(ns, "metrics"), "dashboard"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("durable lookup: %v, want not found: no durable for a refused Consumer", err)
+	}
+}
