@@ -185,6 +185,11 @@ func (d *deadLetters) Start(ctx context.Context) error {
 	return nil
 }
 
+// moveWorkers move announcements side by side: each move waits on three
+// round trips (fetch, publish, acknowledgement), and announcements are
+// independent of each other.
+const moveWorkers = 8
+
 // run reads the mover's durable until ctx ends or the durable fails.
 func (d *deadLetters) run(ctx context.Context, log logr.Logger) error {
 	cons, err := d.js.Consumer(ctx, CaptureStream, d.moverDurable())
@@ -198,6 +203,21 @@ func (d *deadLetters) run(ctx context.Context, log logr.Logger) error {
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	work := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range moveWorkers {
+		wg.Go(func() {
+			for msg := range work {
+				if testHooks.moverStopped.Load() {
+					_ = msg.NakWithDelay(time.Second) // handed out when the mover is back
+					continue
+				}
+				d.move(ctx, log, msg)
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(work)
 	for {
 		if testHooks.moverStopped.Load() {
 			return nil
@@ -211,7 +231,7 @@ func (d *deadLetters) run(ctx context.Context, log logr.Logger) error {
 		case err != nil:
 			return err
 		}
-		d.move(ctx, log, msg)
+		work <- msg
 	}
 }
 

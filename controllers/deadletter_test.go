@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,6 +21,7 @@ import (
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/deadletter"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/pkg/binding"
 )
 
@@ -118,7 +120,7 @@ func waitLetters(t *testing.T, stream, subject string, n int) []*jetstream.RawSt
 	return got
 }
 
-func deadLetterFlow(t *testing.T, ns string, sem hubflowv1.DeliverySemantic) (topic, dead *hubflowv1.Topic, cons *hubflowv1.Consumer) {
+func deadLetterFlow(ns string, sem hubflowv1.DeliverySemantic) (topic, dead *hubflowv1.Topic, cons *hubflowv1.Consumer) {
 	topic = newTopic(ns, "orders", sem)
 	dead = newTopic(ns, "dead", hubflowv1.ExactlyOnce)
 	cons = newConsumer(ns, "billing", "orders")
@@ -137,7 +139,7 @@ func TestPoisonMessagesAreSetAsideOnce(t *testing.T) {
 	for _, sem := range []hubflowv1.DeliverySemantic{hubflowv1.AtLeastOnce, hubflowv1.ExactlyOnce} {
 		t.Run(string(sem), func(t *testing.T) {
 			ns := namespace(t)
-			topic, dead, cons := deadLetterFlow(t, ns, sem)
+			topic, dead, cons := deadLetterFlow(ns, sem)
 			create(t, topic, dead, cons)
 			ready(t, topic)
 			ready(t, dead)
@@ -224,7 +226,7 @@ func TestPoisonMessagesAreSetAsideOnce(t *testing.T) {
 // published and publishes no second one.
 func TestDeadLetterMoveCutShortIsNotRepeated(t *testing.T) {
 	ns := namespace(t)
-	topic, dead, cons := deadLetterFlow(t, ns, hubflowv1.AtLeastOnce)
+	topic, dead, cons := deadLetterFlow(ns, hubflowv1.AtLeastOnce)
 	dead.Spec.DuplicateWindow = &metav1.Duration{Duration: time.Second}
 	create(t, topic, dead, cons)
 	ready(t, dead)
@@ -247,7 +249,7 @@ func TestDeadLetterMoveCutShortIsNotRepeated(t *testing.T) {
 // are there; meanwhile the Consumer serves and says where they wait.
 func TestDeadLettersWaitForTheMoverAndTheTopic(t *testing.T) {
 	ns := namespace(t)
-	topic, dead, cons := deadLetterFlow(t, ns, hubflowv1.ExactlyOnce)
+	topic, dead, cons := deadLetterFlow(ns, hubflowv1.ExactlyOnce)
 	create(t, topic, cons)
 	ready(t, topic)
 	c := condition(t, cons, hubflowv1.ConditionSynced, metav1.ConditionFalse, controllers.ReasonDeadLetterTopicNotReady)
@@ -296,7 +298,7 @@ func TestDeadLettersWaitForTheMoverAndTheTopic(t *testing.T) {
 // read is refused with a Warning.
 func TestReplayDeadLetters(t *testing.T) {
 	ns := namespace(t)
-	topic, dead, cons := deadLetterFlow(t, ns, hubflowv1.ExactlyOnce)
+	topic, dead, cons := deadLetterFlow(ns, hubflowv1.ExactlyOnce)
 	create(t, topic, dead, cons)
 	ready(t, dead)
 	ready(t, cons)
@@ -400,4 +402,82 @@ func TestDeadLetterNeedsAnAcknowledgingSemantic(t *testing.T) {
 	if _, err := js.Consumer(cctx, semantic.StreamName(ns, "metrics"), "dashboard"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("durable lookup: %v, want not found: no durable for a refused Consumer", err)
 	}
+}
+
+// BenchmarkDeadLetterMoves measures how fast the mover sets messages aside:
+// b.N messages, each terminated by the worker at once, from the first
+// publish until the last dead letter is stored. The baseline, in the same
+// run, is one client publishing the same messages one acknowledged publish
+// at a time: a move costs a fetch, an acknowledged publish and an
+// acknowledged acknowledgement, so about a third of it is the floor of a
+// one-at-a-time mover.
+//
+//	go test ./controllers -run '^$' -bench DeadLetterMoves -benchtime 2000x
+var benchRuns int
+
+func BenchmarkDeadLetterMoves(b *testing.B) {
+	benchRuns++
+	ns := fmt.Sprintf("bench-dead-letters-%d", benchRuns)
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		b.Fatal(err)
+	}
+	topic, dead, cons := deadLetterFlow(ns, hubflowv1.AtLeastOnce)
+	cons.Spec.MaxAckPending = ptrTo(int32(10000))
+	for _, o := range []client.Object{topic, dead, cons} {
+		if err := k8s.Create(ctx, o); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
+	subject := ns + ".dead." + stream + ".billing"
+	testkube.Eventually(b, wait, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+			return err
+		}
+		if cons.Status.DeadLetter == nil || cons.Status.DeadLetter.Subject == "" {
+			return errors.New("consumer not ready with its dead-letter Topic")
+		}
+		return nil
+	})
+	worker, err := js.Consumer(ctx, stream, "billing")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := worker.Consume(func(m jetstream.Msg) { _ = m.TermWithReason("poison") })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+	payload := make([]byte, 256)
+
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if _, err := js.Publish(ctx, ns+".orders", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	published := time.Since(start)
+	ds, err := js.Stream(ctx, deadStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		info, err := ds.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := info.State.Subjects[subject]; n >= uint64(b.N) {
+			break
+		} else if time.Now().After(deadline) {
+			b.Fatalf("%d of %d dead letters after 5 minutes", n, b.N)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	moved := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/moved.Seconds(), "moves/s")
+	b.ReportMetric(float64(b.N)/published.Seconds(), "publishes/s")
+	b.ReportMetric(published.Seconds()/moved.Seconds(), "moves/publishes")
 }
