@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/deadletter"
 	"github.com/hubflow/hubflow/internal/topology"
 )
 
@@ -22,6 +23,7 @@ const usage = `Show hubflow's flows: producers -> Topics -> consumers.
 Usage:
   kubectl hubflow graph  [-n NAMESPACE | -A] [-o svg|dot|mermaid] > flows.svg
   kubectl hubflow status [-n NAMESPACE | -A]
+  kubectl hubflow replay CONSUMER [-n NAMESPACE] [--seq 3,5] [--wait 1m]
 
 Commands:
   graph   draw the flows with the declared and effective semantic on each edge,
@@ -29,6 +31,9 @@ Commands:
           (connections through the hub vs pairwise wiring) per namespace.
   status  a table of every object: not Ready ones first with reason and message,
           consumer lag (pending/unacked) and credentials expiry.
+  replay  send a Consumer's dead letters back to its Topic (all, or the listed
+          dead-letter stream sequences), each once and under its original
+          idempotency key; waits until the manager has done it.
 
 Flags:
 `
@@ -44,6 +49,10 @@ type options struct {
 	namespace     string
 	allNamespaces bool
 	output        string
+	// replay
+	consumer  string
+	sequences string
+	wait      time.Duration
 }
 
 // Run runs the plugin with args (without the program name), writing its
@@ -56,6 +65,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, ns, err := connect(opts)
 	if err != nil {
 		return err
+	}
+	if opts.command == "replay" {
+		return replay(ctx, c, ns, opts, stdout)
 	}
 	objs, err := list(ctx, c, ns)
 	if err != nil {
@@ -87,14 +99,41 @@ func parse(args []string, help io.Writer) (options, error) {
 	fs.StringVarP(&o.namespace, "namespace", "n", "", "the namespace to show (default: the context's namespace)")
 	fs.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "show every namespace, one group each")
 	fs.StringVarP(&o.output, "output", "o", "svg", "graph output format: svg, dot or mermaid")
+	fs.StringVar(&o.sequences, "seq", "", "replay: the dead-letter stream sequences to replay, comma-separated (default: all); status.deadLetter and the letters' Hubflow-Dead-Letter-* headers say which")
+	fs.DurationVar(&o.wait, "wait", 0, "replay: how long to wait for the manager to carry the request out (default 1m; 0s: do not wait)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return o, fmt.Errorf("%w: want a command, graph, status or replay", errUsage)
+	}
+	o.command = fs.Arg(0)
+	if o.command == "replay" {
+		if fs.NArg() != 2 {
+			return o, fmt.Errorf("%w: replay takes one Consumer name, got %q", errUsage, fs.Args()[1:])
+		}
+		if o.allNamespaces || fs.Changed("output") {
+			return o, fmt.Errorf("%w: replay takes neither --all-namespaces nor --output", errUsage)
+		}
+		if o.sequences != "" {
+			if _, err := deadletter.ParseSelection(o.sequences); err != nil {
+				return o, fmt.Errorf("%w: --seq %v", errUsage, err)
+			}
+		}
+		o.consumer = fs.Arg(1)
+		if !fs.Changed("wait") {
+			o.wait = time.Minute
+		}
+		return o, nil
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return o, fmt.Errorf("%w: want one command, graph or status, got %q", errUsage, fs.Args())
 	}
-	o.command = fs.Arg(0)
+	if fs.Changed("seq") || fs.Changed("wait") {
+		return o, fmt.Errorf("%w: --seq and --wait apply to replay only", errUsage)
+	}
 	switch o.command {
 	case "graph":
 		if _, ok := renderers[o.output]; !ok {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,6 +53,13 @@ func TestParse(t *testing.T) {
 		{args: []string{"status", "-o", "dot"}, wantErr: errUsage},
 		{args: []string{"graph", "-n", "a", "-A"}, wantErr: errUsage},
 		{args: []string{"draw"}, wantErr: errUsage},
+		{args: []string{"replay", "billing", "-n", "shop"}, want: options{command: "replay", consumer: "billing", namespace: "shop", output: "svg", wait: time.Minute}},
+		{args: []string{"replay", "billing", "--seq", "3,5", "--wait", "0s"}, want: options{command: "replay", consumer: "billing", sequences: "3,5", output: "svg"}},
+		{args: []string{"replay"}, wantErr: errUsage},
+		{args: []string{"replay", "a", "b"}, wantErr: errUsage},
+		{args: []string{"replay", "billing", "--seq", "x"}, wantErr: errUsage},
+		{args: []string{"replay", "billing", "-A"}, wantErr: errUsage},
+		{args: []string{"status", "--seq", "3"}, wantErr: errUsage},
 		{args: []string{}, wantErr: errUsage},
 		{args: []string{"-h"}, wantErr: pflag.ErrHelp},
 	}
@@ -221,5 +229,62 @@ func update(t *testing.T, c client.Client, ns, name string, obj client.Object, s
 	set()
 	if err := c.Status().Update(ctx, obj); err != nil {
 		t.Fatalf("status of %s/%s: %v", ns, name, err)
+	}
+}
+
+// TestReplayAsksTheManager: replay sets the annotation the manager carries
+// out, waits for the manager to remove it, and refuses a Consumer without
+// a dead-letter Topic. No manager runs here, so the wait runs out.
+func TestReplayAsksTheManager(t *testing.T) {
+	ctx := context.Background()
+	c := env.Client
+	ns := testkube.Namespace(t, c)
+	cons := &hubflowv1.Consumer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
+		Spec: hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: "orders"},
+			DeadLetter: &hubflowv1.DeadLetter{TopicRef: hubflowv1.TopicReference{Name: "orders-dead"}}},
+	}
+	plain := &hubflowv1.Consumer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"},
+		Spec:       hubflowv1.ConsumerSpec{TopicRef: hubflowv1.TopicReference{Name: "orders"}},
+	}
+	for _, o := range []*hubflowv1.Consumer{cons, plain} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubeconfig, err := env.KubeconfigFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := Run(ctx, append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...), &out, &bytes.Buffer{})
+		return out.String(), err
+	}
+	annotation := func() string {
+		t.Helper()
+		var got hubflowv1.Consumer
+		if err := c.Get(ctx, client.ObjectKeyFromObject(cons), &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Annotations[hubflowv1.ReplayDeadLettersAnnotation]
+	}
+
+	out, err := run("replay", "billing", "--seq", "3,5", "--wait", "0s")
+	if err != nil || !strings.Contains(out, "from Topic orders-dead into Topic orders") {
+		t.Fatalf("replay --seq 3,5: %v\n%s", err, out)
+	}
+	if got := annotation(); got != "3,5" {
+		t.Errorf("annotation %q, want 3,5", got)
+	}
+	if _, err := run("replay", "billing", "--wait", "1s"); err == nil || !strings.Contains(err.Error(), "has not carried out the replay within 1s") {
+		t.Errorf("replay with no manager: %v", err)
+	}
+	if got := annotation(); got != "all" {
+		t.Errorf("annotation %q, want all", got)
+	}
+	if _, err := run("replay", "audit"); err == nil || !strings.Contains(err.Error(), "declares no spec.deadLetter") {
+		t.Errorf("replay of a Consumer without a dead-letter Topic: %v", err)
 	}
 }
