@@ -42,6 +42,8 @@ var failureKinds = map[string]failureKind{
 	ReasonHubError:       transient, // a 5xx or an answer without an API code: may pass
 	ReasonTopicNotFound:  transient, // applied before its Topic: converges once it exists
 	ReasonTopicNotReady:  transient, // follows the Topic, whose own status says why
+	// follows the dead-letter Topic; the Consumer serves meanwhile
+	ReasonDeadLetterTopicNotReady: transient,
 
 	ReasonHubRejected:                        permanent,
 	ReasonImmutableChange:                    permanent,
@@ -55,6 +57,7 @@ var failureKinds = map[string]failureKind{
 	semantic.ReasonSubjectOutsideTopic:       permanent,
 	semantic.ReasonRetryHorizonTooLong:       permanent,
 	semantic.ReasonSubjectOutsideNamespace:   permanent,
+	ReasonDeadLetterNeedsAcks:                permanent,
 }
 
 // kindOf treats an unclassified reason as transient: an object is never

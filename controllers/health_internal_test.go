@@ -21,6 +21,8 @@ var notFailures = map[string]bool{
 	ReasonReady: true, ReasonReconciled: true, ReasonStreamRecreated: true,
 	ReasonIssued: true, ReasonHubWithoutAuth: true, ReasonNotRenewed: true,
 	ReasonAdopted: true, // the reason of the Adopted condition, not a failure
+	// the reasons of dead-letter events, never of a condition
+	ReasonDeadLettered: true, ReasonDeadLetterStuck: true, ReasonDeadLettersReplayed: true, ReasonReplayFailed: true,
 }
 
 // reasonConstants reads every `Reason... = "..."` constant of the packages
