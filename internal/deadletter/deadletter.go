@@ -113,7 +113,7 @@ type Original struct {
 }
 
 // Key is the message's idempotency key for consumers, by the rule every
-// hubflow client follows (docs/protocol.md): the Hubflow-Idempotency-Key
+// hubflow client follows (docs/client.md): the Hubflow-Idempotency-Key
 // header, else Nats-Msg-Id, else "<stream>:<sequence>:<stored, Unix ns>".
 func Key(stream string, o Original) string {
 	if k := o.Header.Get(binding.IdempotencyKeyHeader); k != "" {
