@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,13 +20,23 @@ import (
 
 const demoNamespace = "demo"
 
-// flow is one sample file: a Topic with its Producers and Consumers.
+// flow is one sample file: a Topic with its Producers and Consumers, and
+// the Topic where one of them sets its dead letters aside, if one does.
 type flow struct {
 	file      string
 	topic     string
 	semantic  hubflowv1.DeliverySemantic
 	producers []string
 	consumers []string
+	// topics are all of the file's Topics, the flow's own first.
+	topics     []string
+	deadLetter *deadLetterRoute
+}
+
+// deadLetterRoute is a Consumer that declares a dead-letter Topic.
+type deadLetterRoute struct {
+	consumer string
+	topic    string
 }
 
 // applySamples creates config/samples in the demo namespace, as
@@ -71,30 +82,48 @@ func applySamples(ctx context.Context, p *platform, faults bool) ([]flow, error)
 				return nil, fmt.Errorf("%s: creating %s %s: %w", file, obj.GetKind(), obj.GetName(), err)
 			}
 		}
-		fmt.Printf("    %-20s Topic %s (%s), %d producer(s), %d consumer(s)\n", file, f.topic, f.semantic, len(f.producers), len(f.consumers))
+		dead := ""
+		if dl := f.deadLetter; dl != nil {
+			if !slices.Contains(f.topics[1:], dl.topic) {
+				return nil, fmt.Errorf("%s: Consumer %s sets dead letters aside in Topic %s, which is not another Topic of the file", file, dl.consumer, dl.topic)
+			}
+			dead = fmt.Sprintf("; %s's dead letters go to Topic %s", dl.consumer, dl.topic)
+		}
+		fmt.Printf("    %-20s Topic %s (%s), %d producer(s), %d consumer(s)%s\n", file, f.topic, f.semantic, len(f.producers), len(f.consumers), dead)
 		flows = append(flows, f)
 	}
 	return flows, nil
 }
 
 // describe records obj in its flow and raises an acknowledged Topic to
-// three replicas.
+// three replicas. A file's first Topic is the flow's; a later one takes
+// dead letters.
 func describe(f *flow, obj *unstructured.Unstructured) error {
 	switch obj.GetKind() {
 	case "Topic":
-		f.topic = obj.GetName()
+		f.topics = append(f.topics, obj.GetName())
 		sem, _, _ := unstructured.NestedString(obj.Object, "spec", "semantic")
 		if sem == "" {
 			sem = string(hubflowv1.AtLeastOnce)
 		}
-		f.semantic = hubflowv1.DeliverySemantic(sem)
-		if f.semantic != hubflowv1.AtMostOnce {
+		if f.topic == "" {
+			f.topic, f.semantic = obj.GetName(), hubflowv1.DeliverySemantic(sem)
+		}
+		if hubflowv1.DeliverySemantic(sem) != hubflowv1.AtMostOnce {
 			return unstructured.SetNestedField(obj.Object, int64(3), "spec", "replicas")
 		}
 	case "Producer":
 		f.producers = append(f.producers, obj.GetName())
 	case "Consumer":
 		f.consumers = append(f.consumers, obj.GetName())
+		dead, _, _ := unstructured.NestedString(obj.Object, "spec", "deadLetter", "topicRef", "name")
+		if dead == "" {
+			return nil
+		}
+		if f.deadLetter != nil {
+			return fmt.Errorf("the demo shows one Consumer's dead letters per flow, and %s and %s both declare a dead-letter Topic", f.deadLetter.consumer, obj.GetName())
+		}
+		f.deadLetter = &deadLetterRoute{consumer: obj.GetName(), topic: dead}
 	}
 	return nil
 }
@@ -150,9 +179,11 @@ func notReady(ctx context.Context, k8s client.Client, flows []flow) ([]string, e
 	}
 	always := func() bool { return true }
 	for _, f := range flows {
-		t := &hubflowv1.Topic{}
-		if err := check("topic", f.topic, t, func() []metav1.Condition { return t.Status.Conditions }, always); err != nil {
-			return nil, err
+		for _, name := range f.topics {
+			t := &hubflowv1.Topic{}
+			if err := check("topic", name, t, func() []metav1.Condition { return t.Status.Conditions }, always); err != nil {
+				return nil, err
+			}
 		}
 		for _, name := range f.producers {
 			pr := &hubflowv1.Producer{}

@@ -47,6 +47,8 @@ func startPlatform(ctx context.Context) (*platform, error) {
 	progress("starting the hubflow manager")
 	p.manager, err = testhub.Start(p.env.Config, p.env.Scheme, p.cluster.URL(), controllers.Options{
 		ResyncInterval: 10 * time.Minute, ObserveInterval: 2 * time.Second, MaxConcurrentReconciles: 4,
+		// The dead-letter announcements are kept like the acknowledged Topics.
+		DeadLetterReplicas: 3,
 	})
 	return p, err
 }
@@ -85,9 +87,10 @@ Everything keeps running until Ctrl-C. Explore it with:
   %s describe topic payments -n %s
   %s get secrets -n %s
   %s get events -n %s --sort-by=.lastTimestamp
+  %s get consumer payment-ledger -n %s -o jsonpath='{.status.deadLetter}'
 
 NATS: %s
-`, path, kubectl, demoNamespace, kubectl, demoNamespace, kubectl, demoNamespace, kubectl, demoNamespace, p.cluster.URL())
+`, path, kubectl, demoNamespace, kubectl, demoNamespace, kubectl, demoNamespace, kubectl, demoNamespace, kubectl, demoNamespace, p.cluster.URL())
 	<-ctx.Done()
 	fmt.Println("\nstopping…")
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -29,6 +30,9 @@ type flowResult struct {
 	sent      int // acknowledged (or, for AtMostOnce, attempted) publishes
 	publish   []publishResult
 	consumers []consumerResult
+	// deadLetter is the message a consumer's bug rejected, for a flow with
+	// a dead-letter Topic.
+	deadLetter *deadLetterResult
 }
 
 // roundLatency keeps two or three significant digits, down to nanoseconds
@@ -103,6 +107,23 @@ func report(ctx context.Context, p *platform, flows []flow, results []flowResult
 		}
 	}
 	_ = w.Flush()
+	for _, r := range results {
+		dl := r.deadLetter
+		if dl == nil {
+			continue
+		}
+		verdict := "kept"
+		if !dl.kept() {
+			verdict, all = "BROKEN", false
+		}
+		fmt.Printf("\nDEAD LETTER  %s: %s rejected message #%d %d time(s) as poison while its bug was in; hubflow set it aside %d time(s)\n"+
+			"in Topic %s; replayed after the fix, %s processed it %d time(s) in all; %d letter(s) left. Promise %s.\n",
+			r.flow.file, dl.route.consumer, dl.message, dl.rejected, dl.setAside, dl.route.topic, dl.route.consumer, dl.processed, dl.left, verdict)
+		if len(dl.againBy) > 0 {
+			fmt.Printf("The replay goes back into Topic %s, to every consumer of it: %s handled #%d a second time (counted TWICE).\n",
+				r.flow.topic, strings.Join(dl.againBy, ", "), dl.message)
+		}
+	}
 	fmt.Print(`
 TWICE: handler calls for a message already handled. CAUGHT: redeliveries the consumer's dedup
 record acknowledged without calling the handler. PUBLISH p50: median Publish call while the hub was

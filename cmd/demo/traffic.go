@@ -70,6 +70,14 @@ type consumerRun struct {
 	// report on a deadline.
 	current  atomic.Pointer[hubflow.Consumer]
 	instance atomic.Int32
+	// While bug is set, the handler rejects message number poison as
+	// poison (hubflow.Poison), as a handler with a bug would; poison is -1
+	// for a consumer without the bug. rejected counts those calls, and
+	// replayKey is the idempotency key of the call that processed it.
+	poison    int
+	bug       atomic.Bool
+	rejected  atomic.Int32
+	replayKey atomic.Pointer[string]
 }
 
 // state says what a consumer stuck on a deadline was doing.
@@ -88,12 +96,19 @@ func runFlow(ctx context.Context, p *platform, f flow, messages int, fs *faults)
 	defer stopConsumers()
 
 	var consumers []*consumerRun
+	var buggy *consumerRun // the consumer whose dead letters the flow shows
 	for _, name := range f.consumers {
 		b, err := readBinding(ctx, k8s, name)
 		if err != nil {
 			return r, err
 		}
-		run := &consumerRun{name: name, sem: hubflowv1.DeliverySemantic(b.Semantic), tally: &tally{seen: map[int]int{}}, done: make(chan error, 1)}
+		run := &consumerRun{name: name, sem: hubflowv1.DeliverySemantic(b.Semantic), tally: &tally{seen: map[int]int{}}, done: make(chan error, 1), poison: -1}
+		if f.deadLetter != nil && f.deadLetter.consumer == name {
+			run.poison = poisonMessage(messages)
+			run.bug.Store(true)
+			buggy = run
+			fmt.Printf("    %s's handler has a bug: it rejects message #%d as poison (hubflow.Poison)\n", name, run.poison)
+		}
 		killAt := -1
 		if fs != nil {
 			killAt = messages / 2
@@ -119,26 +134,23 @@ func runFlow(ctx context.Context, p *platform, f flow, messages int, fs *faults)
 		}
 	}
 
-	// Wait until every consumer has seen every acknowledged message, or, for
-	// one that may lose messages, until it has been quiet for a while.
+	// Wait until every consumer has seen every acknowledged message (but
+	// the one its bug rejects), or, for one that may lose messages, until
+	// it has been quiet for a while.
 	for _, c := range consumers {
-		last, lastChange := -1, time.Now()
-		for {
-			got := c.tally.distinct()
-			if got >= r.sent {
-				break
-			}
-			if got != last {
-				last, lastChange = got, time.Now()
-			}
-			if c.sem == hubflowv1.AtMostOnce && time.Since(lastChange) > 3*time.Second {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return r, fmt.Errorf("consumer %s processed %d of %d messages (%s): %w", c.name, got, r.sent, c.state(), ctx.Err())
-			case <-time.After(20 * time.Millisecond):
-			}
+		want := r.sent
+		if c.poison >= 0 {
+			want--
+		}
+		if err := c.waitProcessed(ctx, want, r.sent); err != nil {
+			return r, err
+		}
+	}
+	if buggy != nil {
+		dl, err := setAsideAndReplay(ctx, p, f, buggy, r.sent)
+		r.deadLetter = dl
+		if err != nil {
+			return r, fmt.Errorf("dead letters of %s: %w", buggy.name, err)
 		}
 	}
 	// A moment for late redeliveries, which count as duplicates: in the
@@ -156,6 +168,13 @@ func runFlow(ctx context.Context, p *platform, f flow, messages int, fs *faults)
 		}
 		c.tally.mu.Lock()
 		res := consumerResult{name: c.name, semantic: c.sem, received: c.tally.calls, caught: int(c.skipped)}
+		if dl := r.deadLetter; dl != nil {
+			if c == buggy {
+				dl.processed = c.tally.seen[dl.message]
+			} else if c.tally.seen[dl.message] > 1 {
+				dl.againBy = append(dl.againBy, c.name)
+			}
+		}
 		for n := range r.sent {
 			switch k := c.tally.seen[n]; {
 			case k == 0:
@@ -210,6 +229,13 @@ func (run *consumerRun) instances(ctx context.Context, b binding.Binding, record
 			if err != nil {
 				return hubflow.Poison(err)
 			}
+			if n == run.poison {
+				if run.bug.Load() {
+					run.rejected.Add(1)
+					return hubflow.Poison(fmt.Errorf("the handler's bug reads message #%d as malformed", n))
+				}
+				run.replayKey.Store(&d.IdempotencyKey)
+			}
 			run.tally.add(n)
 			if killAt >= 0 && n >= killAt && killed.CompareAndSwap(false, true) {
 				st := c.Stats()
@@ -231,6 +257,35 @@ func (run *consumerRun) instances(ctx context.Context, b binding.Binding, record
 	}
 	return nil
 }
+
+// waitProcessed waits until the consumer has processed want distinct
+// messages of the sent ones, or, for one that may lose messages, until it
+// has been quiet for a while.
+func (run *consumerRun) waitProcessed(ctx context.Context, want, sent int) error {
+	last, lastChange := -1, time.Now()
+	for {
+		got := run.tally.distinct()
+		if got >= want {
+			return nil
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		}
+		if run.sem == hubflowv1.AtMostOnce && time.Since(lastChange) > 3*time.Second {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("consumer %s processed %d of %d messages (%s): %w", run.name, got, sent, run.state(), ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// poisonMessage is the message a buggy handler rejects: a quarter of the
+// way through, before the fault run kills the consumer at half, so the
+// kill and the poison do not meet.
+func poisonMessage(messages int) int { return messages / 4 }
 
 // publishResult is what one producer sent and what it cost.
 type publishResult struct {
