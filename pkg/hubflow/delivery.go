@@ -31,7 +31,10 @@ type Delivery struct {
 	Data    []byte
 	Header  nats.Header
 	// IdempotencyKey is stable across redeliveries of the same message: its
-	// Nats-Msg-Id (an ExactlyOnce producer always sets one), else
+	// Hubflow-Idempotency-Key header (binding.IdempotencyKeyHeader) when not
+	// empty, which the operator sets on a dead letter it replays into its
+	// Topic so that the replay carries the original message's key; else its
+	// Nats-Msg-Id (an ExactlyOnce producer always sets one); else
 	// "<stream>:<stream sequence>:<stored time, Unix ns>". The stored time
 	// tells stream incarnations apart: a stream deleted and created again
 	// restarts its sequences at 1, and without it a persistent dedup record
@@ -217,9 +220,13 @@ func (c *Consumer) delivery(m jetstream.Msg) *Delivery {
 	if meta, err := m.Metadata(); err == nil {
 		d.Stream, d.Sequence, d.NumDelivered, d.Published = meta.Stream, meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
 	}
-	if id := d.Header.Get(jetstream.MsgIDHeader); id != "" {
-		d.IdempotencyKey = id
-	} else {
+	// A replayed dead letter has a Nats-Msg-Id of its own, so the stream's
+	// duplicate window keeps it, and the original's key in the header.
+	d.IdempotencyKey = d.Header.Get(binding.IdempotencyKeyHeader)
+	if d.IdempotencyKey == "" {
+		d.IdempotencyKey = d.Header.Get(jetstream.MsgIDHeader)
+	}
+	if d.IdempotencyKey == "" {
 		d.IdempotencyKey = d.Stream + ":" + formatSeq(d.Sequence) + ":" + strconv.FormatInt(d.Published.UnixNano(), 10)
 	}
 	return d
