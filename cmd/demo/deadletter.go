@@ -35,6 +35,9 @@ type deadLetterResult struct {
 	// againBy are the other consumers that handled it a second time: the
 	// replay goes to every consumer of the Topic.
 	againBy []string
+	// replayKey is the idempotency key the consumer saw on the replay,
+	// originalKey the one the dead letter recorded for the original.
+	replayKey, originalKey string
 }
 
 // kept says whether the dead letter went the way the dead-letter contract
@@ -142,13 +145,12 @@ func setAsideAndReplay(ctx context.Context, p *platform, f flow, run *consumerRu
 	if k := run.replayKey.Load(); k != nil {
 		replayKey = *k
 	}
-	switch original := letter.Header.Get(deadletter.HeaderKey); replayKey {
-	case original:
-		replayKey = "the original's key " + original
-	default:
-		replayKey = fmt.Sprintf("key %s (not the original's %s: this client does not read the %s header)", replayKey, original, binding.IdempotencyKeyHeader)
+	res.replayKey, res.originalKey = replayKey, letter.Header.Get(deadletter.HeaderKey)
+	shown := fmt.Sprintf("key %s, not the original's %s (header %s)", replayKey, res.originalKey, binding.IdempotencyKeyHeader)
+	if replayKey == res.originalKey {
+		shown = "the original's key " + replayKey + " (header " + binding.IdempotencyKeyHeader + "): a consumer that processed the original skips it"
 	}
-	fmt.Printf("    %s processed message #%d under %s\n", run.name, run.poison, replayKey)
+	fmt.Printf("    %s processed message #%d under %s\n", run.name, run.poison, shown)
 	fmt.Printf("    status.deadLetter.held %d, %d letter(s) left on the subject (set aside and replayed in %s)\n",
 		dl.Held, res.left, time.Since(start).Round(time.Millisecond))
 	return res, nil

@@ -62,6 +62,9 @@ func checkDeadLetter(t *testing.T, results []flowResult) {
 	if dl.left != 0 {
 		t.Errorf("%d dead letter(s) left in %s after the replay", dl.left, dl.route.topic)
 	}
+	if dl.replayKey == "" || dl.replayKey != dl.originalKey {
+		t.Errorf("the replay reached the consumer under key %q, want the original's %q", dl.replayKey, dl.originalKey)
+	}
 }
 
 // Under the demo's faults the table shows the trade-off: AtMostOnce loses
