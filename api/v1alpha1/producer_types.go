@@ -57,12 +57,36 @@ type ProducerSpec struct {
 	// +optional
 	Publish *PublishPolicy `json:"publish,omitempty"`
 
+	// Gateway lets HTTP callers publish as this Producer through hubflow's
+	// gateway (cmd/gateway), which keeps the Producer's semantic for them.
+	// +optional
+	Gateway *GatewayAccess `json:"gateway,omitempty"`
+
 	// BindingSecretName is the Secret the producer's binding is written to.
 	// Defaults to "<name>-binding".
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	BindingSecretName string `json:"bindingSecretName,omitempty"`
+}
+
+// GatewayAccess names who may publish as a Producer over HTTP.
+type GatewayAccess struct {
+	// ServiceAccounts of the Producer's namespace whose tokens (audience
+	// "hubflow-gateway") may publish as this Producer.
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	ServiceAccounts []string `json:"serviceAccounts"`
+
+	// RequestsPerSecond bounds how fast callers may publish as this Producer,
+	// per gateway replica; above it they get 429 with Retry-After. Unset
+	// means no bound.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	RequestsPerSecond *int32 `json:"requestsPerSecond,omitempty"`
 }
 
 // ProducerStatus is what the operator resolved for a Producer.
