@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# Builds the hubflow manager into a static binary on a distroless, non-root image.
+# Builds the hubflow manager and the HTTP gateway into static binaries on one
+# distroless, non-root image: the manager is the entrypoint, the gateway's
+# Deployment runs /gateway.
 
 FROM golang:1.26 AS builder
 ARG TARGETOS
@@ -17,10 +19,13 @@ COPY internal/ internal/
 COPY pkg/ pkg/
 
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o manager ./cmd/manager
+    go build -trimpath -ldflags="-s -w" -o manager ./cmd/manager && \
+    CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags="-s -w" -o gateway ./cmd/gateway
 
 FROM gcr.io/distroless/static:nonroot
 WORKDIR /
 COPY --from=builder /workspace/manager /manager
+COPY --from=builder /workspace/gateway /gateway
 USER 65532:65532
 ENTRYPOINT ["/manager"]

@@ -54,6 +54,15 @@ func TestInstallsApplyServerSide(t *testing.T) {
 			}
 		}
 	})
+	t.Run("gateway", func(t *testing.T) {
+		out := apply(t, "-k", filepath.Join(testenv.RepoRoot(), "config", "gateway"))
+		for _, want := range []string{"deployment.apps/hubflow-gateway serverside-applied", "clusterrole.rbac.authorization.k8s.io/hubflow-gateway-role serverside-applied",
+			"service/hubflow-gateway serverside-applied"} {
+			if !strings.Contains(out, want+" (server dry run)") {
+				t.Errorf("kubectl apply output lacks %q:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("helm chart with every option", func(t *testing.T) {
 		args := []string{"template", "hubflow", filepath.Join(testenv.RepoRoot(), "charts", "hubflow"), "--namespace", "hubflow-system", "--include-crds",
 			"--set", "watchNamespaces={team-a,team-b}", "--set", "hub.credentialsSecret=hub-creds", "--set", "hub.tlsSecret=hub-tls",
