@@ -151,6 +151,10 @@ spec: {topicRef: {name: t}, semantic: AtMostOnce, maxDeliver: 3}`, "spec.maxDeli
 spec: {topicRef: {name: t}, semantic: AtMostOnce, backoff: [1m]}`, "spec.backoff", []string{"Forbidden", "backoff does not apply to an AtMostOnce consumer"}},
 	{"consumer AtMostOnce with maxAckPending", `kind: Consumer
 spec: {topicRef: {name: t}, semantic: AtMostOnce, maxAckPending: 10}`, "spec.maxAckPending", []string{"Forbidden", "maxAckPending does not apply to an AtMostOnce consumer"}},
+	{"producer gateway without ServiceAccounts", `kind: Producer
+spec: {topicRef: {name: t}, gateway: {serviceAccounts: []}}`, "spec.gateway.serviceAccounts", []string{"should have at least 1 items"}},
+	{"producer gateway ServiceAccount not a name", `kind: Producer
+spec: {topicRef: {name: t}, gateway: {serviceAccounts: [Checkout_1]}}`, "spec.gateway.serviceAccounts[0]", []string{"should match"}},
 	{"consumer AtMostOnce with deadLetter", `kind: Consumer
 spec: {topicRef: {name: t}, semantic: AtMostOnce, deadLetter: {topicRef: {name: dead}}}`, "spec.deadLetter", []string{"Forbidden", "deadLetter does not apply to an AtMostOnce consumer"}},
 	{"consumer dead letters into its own Topic", `kind: Consumer
