@@ -59,9 +59,18 @@ type Consumer struct {
 	keysMu sync.Mutex
 	keys   map[string]chan struct{} // idempotency keys being handled now
 
+	window     chan struct{}  // a slot per message being recorded and confirmed
+	confirming sync.WaitGroup // those messages
+
 	delivered, processed, handlerErrors, acked, ackFailures atomic.Uint64
 	naked, terminated, skipped, dropped                     atomic.Uint64
 }
+
+// ackWindow bounds the messages a Consumer records and confirms at once
+// while its handlers go on: enough to keep a double ack's round trip and a
+// record's fsync off the handler's path, few enough to stay well under a
+// durable's MaxAckPending.
+const ackWindow = 256
 
 // NewConsumer connects with a consumer binding and binds to its durable. It
 // waits until the hub answers or ctx ends.
@@ -108,8 +117,9 @@ func NewConsumer(ctx context.Context, b binding.Binding, opts ...Option) (*Consu
 	}
 	return &Consumer{
 		b: b, o: o, nc: nc, cons: cons,
-		log:  o.logger.With("stream", b.Stream, "durable", b.Durable, "semantic", b.Semantic),
-		keys: map[string]chan struct{}{},
+		log:    o.logger.With("stream", b.Stream, "durable", b.Durable, "semantic", b.Semantic),
+		keys:   map[string]chan struct{}{},
+		window: make(chan struct{}, ackWindow),
 	}, nil
 }
 
@@ -211,6 +221,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		close(work)
 		wg.Wait()
 	}
+	c.confirming.Wait()
 	if c.nc.IsClosed() {
 		fatal.CompareAndSwap(nil, new(fmt.Errorf("hubflow: consumer %s/%s: connection closed: %w", c.b.Stream, c.b.Durable, ErrClosed)))
 	}

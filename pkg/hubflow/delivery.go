@@ -69,36 +69,60 @@ func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
 	}
 	// One key is handled by one worker at a time, with or without a dedup
 	// record: a redelivery that arrives while the first delivery is still in
-	// the handler (its ack wait ran out) waits for it, then finds the key
-	// recorded (with a dedup record) or runs after it, never beside it.
+	// the handler or being confirmed (its ack wait ran out) waits for it,
+	// then finds the key recorded (with a dedup record) or runs after it,
+	// never beside it.
 	release, ok := c.claim(ctx, d.IdempotencyKey)
 	if !ok {
 		return // shutting down; the message comes back after the ack wait
 	}
-	defer release()
+	seen := false
 	if c.o.dedup != nil {
-		seen, err := c.o.dedup.Seen(ctx, d.IdempotencyKey)
-		if err != nil {
+		var err error
+		if seen, err = c.o.dedup.Seen(ctx, d.IdempotencyKey); err != nil {
 			c.handlerErrors.Add(1)
 			c.settle(ctx, d, fmt.Errorf("checking the dedup record: %w", err))
-			return
-		}
-		if seen {
-			c.skipped.Add(1)
-			c.settle(ctx, d, nil)
+			release()
 			return
 		}
 	}
-	err := c.call(ctx, h, d)
-	if err == nil && c.o.dedup != nil {
-		if rerr := c.o.dedup.Record(ctx, d.IdempotencyKey); rerr != nil {
-			// Acknowledge anyway: the side effect is done. Only a redelivery
-			// (a lost ack) would now run the handler twice.
-			c.log.Error("processed but not recorded: a redelivery would run the handler again",
-				"key", d.IdempotencyKey, "error", rerr)
-		}
+	var err error
+	if seen {
+		c.skipped.Add(1)
+	} else {
+		err = c.call(ctx, h, d)
 	}
-	c.settle(ctx, d, err)
+	if err != nil || c.o.dedup == nil && c.b.Ack != binding.AckDoubleAck {
+		c.settle(ctx, d, err) // a publish: nothing to wait for
+		release()
+		return
+	}
+	// What is left waits on the record's disk and on the server's
+	// confirmation. It runs off the handler's path, up to ackWindow
+	// messages at a time, so the handler goes on with the next message
+	// meanwhile and a record can commit many keys at once. The order per
+	// message stays: handler, record, acknowledgement, then release.
+	select {
+	case c.window <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return // past the drain timeout; the message comes back after the ack wait
+	}
+	c.confirming.Go(func() {
+		defer func() {
+			release()
+			<-c.window
+		}()
+		if !seen && c.o.dedup != nil {
+			if rerr := c.o.dedup.Record(ctx, d.IdempotencyKey); rerr != nil {
+				// Acknowledge anyway: the side effect is done. Only a
+				// redelivery (a lost ack) would now run the handler twice.
+				c.log.Error("processed but not recorded: a redelivery would run the handler again",
+					"key", d.IdempotencyKey, "error", rerr)
+			}
+		}
+		c.settle(ctx, d, nil)
+	})
 }
 
 // call runs the handler, turning a panic into an error.
