@@ -59,14 +59,13 @@ type Consumer struct {
 	keysMu sync.Mutex
 	keys   map[string]chan struct{} // idempotency keys being handled now
 
-	window     chan struct{}  // a slot per message being recorded and confirmed
-	confirming sync.WaitGroup // those messages
+	toConfirm chan confirmation // to the confirmers, while Run runs
 
 	delivered, processed, handlerErrors, acked, ackFailures atomic.Uint64
 	naked, terminated, skipped, dropped                     atomic.Uint64
 }
 
-// ackWindow bounds the messages a Consumer records and confirms at once
+// ackWindow is how many messages a Consumer records and confirms at once
 // while its handlers go on: enough to keep a double ack's round trip and a
 // record's fsync off the handler's path, few enough to stay well under a
 // durable's MaxAckPending.
@@ -117,9 +116,8 @@ func NewConsumer(ctx context.Context, b binding.Binding, opts ...Option) (*Consu
 	}
 	return &Consumer{
 		b: b, o: o, nc: nc, cons: cons,
-		log:    o.logger.With("stream", b.Stream, "durable", b.Durable, "semantic", b.Semantic),
-		keys:   map[string]chan struct{}{},
-		window: make(chan struct{}, ackWindow),
+		log:  o.logger.With("stream", b.Stream, "durable", b.Durable, "semantic", b.Semantic),
+		keys: map[string]chan struct{}{},
 	}, nil
 }
 
@@ -142,16 +140,29 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// timeout; hard ends both.
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
+	// Confirmers live as long as Run: a goroutine per message would grow a
+	// fresh stack for every double ack.
+	var confirmers sync.WaitGroup
+	c.toConfirm = make(chan confirmation)
+	if c.b.Ack == binding.AckDoubleAck || c.o.dedup != nil {
+		for range ackWindow {
+			confirmers.Go(func() {
+				for m := range c.toConfirm {
+					c.confirm(hard, m)
+				}
+			})
+		}
+	}
 	var (
 		wg   sync.WaitGroup
-		work chan jetstream.Msg
+		work chan *Delivery
 	)
 	if c.o.concurrency > 1 {
-		work = make(chan jetstream.Msg)
+		work = make(chan *Delivery)
 		for range c.o.concurrency {
 			wg.Go(func() {
-				for m := range work {
-					c.process(hard, h, m)
+				for d := range work {
+					c.process(hard, h, d)
 				}
 			})
 		}
@@ -163,21 +174,20 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// again), where the iterator's bounded channel would drop it.
 	cc, err := c.cons.Consume(func(m jetstream.Msg) {
 		c.delivered.Add(1)
-		if c.b.Ack == binding.AckNone {
-			if meta, err := m.Metadata(); err == nil {
-				if meta.Sequence.Stream <= lastSeq {
-					c.dropped.Add(1)
-					return
-				}
-				lastSeq = meta.Sequence.Stream
+		d := c.delivery(m)
+		if c.b.Ack == binding.AckNone && d.Sequence != 0 {
+			if d.Sequence <= lastSeq {
+				c.dropped.Add(1)
+				return
 			}
+			lastSeq = d.Sequence
 		}
 		if work == nil {
-			c.process(hard, h, m)
+			c.process(hard, h, d)
 			return
 		}
 		select {
-		case work <- m:
+		case work <- d:
 		case <-hard.Done():
 		}
 	},
@@ -221,7 +231,8 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		close(work)
 		wg.Wait()
 	}
-	c.confirming.Wait()
+	close(c.toConfirm)
+	confirmers.Wait()
 	if c.nc.IsClosed() {
 		fatal.CompareAndSwap(nil, new(fmt.Errorf("hubflow: consumer %s/%s: connection closed: %w", c.b.Stream, c.b.Durable, ErrClosed)))
 	}

@@ -59,8 +59,7 @@ func (d *Delivery) InProgress() error {
 	return d.msg.InProgress()
 }
 
-func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
-	d := c.delivery(m)
+func (c *Consumer) process(ctx context.Context, h Handler, d *Delivery) {
 	if c.b.Ack == binding.AckNone {
 		if err := c.call(ctx, h, d); err != nil {
 			c.log.Warn("handler failed; AtMostOnce does not redeliver", "subject", d.Subject, "sequence", d.Sequence, "error", err)
@@ -72,8 +71,7 @@ func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
 	// the handler or being confirmed (its ack wait ran out) waits for it,
 	// then finds the key recorded (with a dedup record) or runs after it,
 	// never beside it.
-	release, ok := c.claim(ctx, d.IdempotencyKey)
-	if !ok {
+	if !c.claim(ctx, d.IdempotencyKey) {
 		return // shutting down; the message comes back after the ack wait
 	}
 	seen := false
@@ -82,7 +80,7 @@ func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
 		if seen, err = c.o.dedup.Seen(ctx, d.IdempotencyKey); err != nil {
 			c.handlerErrors.Add(1)
 			c.settle(ctx, d, fmt.Errorf("checking the dedup record: %w", err))
-			release()
+			c.release(d.IdempotencyKey)
 			return
 		}
 	}
@@ -94,35 +92,41 @@ func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
 	}
 	if err != nil || c.o.dedup == nil && c.b.Ack != binding.AckDoubleAck {
 		c.settle(ctx, d, err) // a publish: nothing to wait for
-		release()
+		c.release(d.IdempotencyKey)
 		return
 	}
 	// What is left waits on the record's disk and on the server's
-	// confirmation. It runs off the handler's path, up to ackWindow
-	// messages at a time, so the handler goes on with the next message
+	// confirmation. It runs off the handler's path, on up to ackWindow
+	// confirmers at a time, so the handler goes on with the next message
 	// meanwhile and a record can commit many keys at once. The order per
 	// message stays: handler, record, acknowledgement, then release.
 	select {
-	case c.window <- struct{}{}:
+	case c.toConfirm <- confirmation{d, seen}:
 	case <-ctx.Done():
-		release()
-		return // past the drain timeout; the message comes back after the ack wait
+		c.release(d.IdempotencyKey)
+		// past the drain timeout; the message comes back after the ack wait
 	}
-	c.confirming.Go(func() {
-		defer func() {
-			release()
-			<-c.window
-		}()
-		if !seen && c.o.dedup != nil {
-			if rerr := c.o.dedup.Record(ctx, d.IdempotencyKey); rerr != nil {
-				// Acknowledge anyway: the side effect is done. Only a
-				// redelivery (a lost ack) would now run the handler twice.
-				c.log.Error("processed but not recorded: a redelivery would run the handler again",
-					"key", d.IdempotencyKey, "error", rerr)
-			}
+}
+
+// confirmation is a message the handler is done with (or that the record
+// knew), to record and acknowledge.
+type confirmation struct {
+	d    *Delivery
+	seen bool // already recorded
+}
+
+// confirm records a processed message's key, then acknowledges it.
+func (c *Consumer) confirm(ctx context.Context, m confirmation) {
+	defer c.release(m.d.IdempotencyKey)
+	if !m.seen && c.o.dedup != nil {
+		if err := c.o.dedup.Record(ctx, m.d.IdempotencyKey); err != nil {
+			// Acknowledge anyway: the side effect is done. Only a redelivery
+			// (a lost ack) would now run the handler twice.
+			c.log.Error("processed but not recorded: a redelivery would run the handler again",
+				"key", m.d.IdempotencyKey, "error", err)
 		}
-		c.settle(ctx, d, nil)
-	})
+	}
+	c.settle(ctx, m.d, nil)
 }
 
 // call runs the handler, turning a panic into an error.
@@ -212,27 +216,36 @@ func (c *Consumer) redeliveryDelay(numDelivered uint64) time.Duration {
 
 // claim waits until no other worker of this process handles key, and
 // marks it as handled until release. It fails only when ctx ends.
-func (c *Consumer) claim(ctx context.Context, key string) (release func(), ok bool) {
+func (c *Consumer) claim(ctx context.Context, key string) bool {
 	for {
 		c.keysMu.Lock()
-		busy, ok := c.keys[key]
-		if !ok {
-			done := make(chan struct{})
-			c.keys[key] = done
+		busy, held := c.keys[key]
+		if !held {
+			c.keys[key] = nil // a channel only once someone waits
 			c.keysMu.Unlock()
-			return func() {
-				c.keysMu.Lock()
-				delete(c.keys, key)
-				c.keysMu.Unlock()
-				close(done)
-			}, true
+			return true
+		}
+		if busy == nil {
+			busy = make(chan struct{})
+			c.keys[key] = busy
 		}
 		c.keysMu.Unlock()
 		select {
 		case <-busy:
 		case <-ctx.Done():
-			return nil, false
+			return false
 		}
+	}
+}
+
+// release ends a claim and wakes whoever waits for the key.
+func (c *Consumer) release(key string) {
+	c.keysMu.Lock()
+	busy := c.keys[key]
+	delete(c.keys, key)
+	c.keysMu.Unlock()
+	if busy != nil {
+		close(busy)
 	}
 }
 
@@ -251,9 +264,10 @@ func (c *Consumer) delivery(m jetstream.Msg) *Delivery {
 		d.IdempotencyKey = d.Header.Get(jetstream.MsgIDHeader)
 	}
 	if d.IdempotencyKey == "" {
-		d.IdempotencyKey = d.Stream + ":" + formatSeq(d.Sequence) + ":" + strconv.FormatInt(d.Published.UnixNano(), 10)
+		key := make([]byte, 0, len(d.Stream)+42)
+		key = append(append(key, d.Stream...), ':')
+		key = append(strconv.AppendUint(key, d.Sequence, 10), ':')
+		d.IdempotencyKey = string(strconv.AppendInt(key, d.Published.UnixNano(), 10))
 	}
 	return d
 }
-
-func formatSeq(s uint64) string { return strconv.FormatUint(s, 10) }
