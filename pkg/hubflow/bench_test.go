@@ -158,7 +158,13 @@ func BenchmarkConsumeExactlyOnce(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { d.Close() })
+			b.Cleanup(func() {
+				d.mu.Lock()
+				keys, commits := len(d.keys), max(d.commits, 1)
+				d.mu.Unlock()
+				b.ReportMetric(float64(keys)/float64(commits), "keys/fsync")
+				d.Close()
+			})
 			return d
 		}},
 	}
