@@ -59,16 +59,18 @@ type Consumer struct {
 	keysMu sync.Mutex
 	keys   map[string]chan struct{} // idempotency keys being handled now
 
-	toConfirm chan confirmation // to the confirmers, while Run runs
+	// While Run runs: processed messages to the recorders (with a dedup
+	// record), and the double acks awaiting their confirmation.
+	toRecord chan *Delivery
+	acks     *doubleAcks
 
 	delivered, processed, handlerErrors, acked, ackFailures atomic.Uint64
 	naked, terminated, skipped, dropped                     atomic.Uint64
 }
 
-// ackWindow is how many messages a Consumer records and confirms at once
-// while its handlers go on: enough to keep a double ack's round trip and a
-// record's fsync off the handler's path, few enough to stay well under a
-// durable's MaxAckPending.
+// ackWindow is how many messages a Consumer with a dedup record records at
+// once while its handlers go on: enough for a record's fsync to serve many
+// keys, few enough to stay well under a durable's MaxAckPending.
 const ackWindow = 256
 
 // NewConsumer connects with a consumer binding and binds to its durable. It
@@ -140,15 +142,23 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// timeout; hard ends both.
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
-	// Confirmers live as long as Run: a goroutine per message would grow a
-	// fresh stack for every double ack.
-	var confirmers sync.WaitGroup
-	c.toConfirm = make(chan confirmation)
-	if c.b.Ack == binding.AckDoubleAck || c.o.dedup != nil {
+	if c.b.Ack == binding.AckDoubleAck {
+		acks, err := c.startDoubleAcks()
+		if err != nil {
+			return err
+		}
+		c.acks = acks
+		defer acks.close(hard)
+	}
+	// Recorders live as long as Run: a goroutine per message would grow a
+	// fresh stack for every record.
+	var recorders sync.WaitGroup
+	c.toRecord = make(chan *Delivery)
+	if c.o.dedup != nil && c.b.Ack != binding.AckNone {
 		for range ackWindow {
-			confirmers.Go(func() {
-				for m := range c.toConfirm {
-					c.confirm(hard, m)
+			recorders.Go(func() {
+				for d := range c.toRecord {
+					c.record(hard, d)
 				}
 			})
 		}
@@ -231,8 +241,8 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		close(work)
 		wg.Wait()
 	}
-	close(c.toConfirm)
-	confirmers.Wait()
+	close(c.toRecord)
+	recorders.Wait() // the acks' close, deferred above, waits for the rest
 	if c.nc.IsClosed() {
 		fatal.CompareAndSwap(nil, new(fmt.Errorf("hubflow: consumer %s/%s: connection closed: %w", c.b.Stream, c.b.Durable, ErrClosed)))
 	}

@@ -79,7 +79,7 @@ func (c *Consumer) process(ctx context.Context, h Handler, d *Delivery) {
 		var err error
 		if seen, err = c.o.dedup.Seen(ctx, d.IdempotencyKey); err != nil {
 			c.handlerErrors.Add(1)
-			c.settle(ctx, d, fmt.Errorf("checking the dedup record: %w", err))
+			c.settle(d, fmt.Errorf("checking the dedup record: %w", err))
 			c.release(d.IdempotencyKey)
 			return
 		}
@@ -90,43 +90,49 @@ func (c *Consumer) process(ctx context.Context, h Handler, d *Delivery) {
 	} else {
 		err = c.call(ctx, h, d)
 	}
-	if err != nil || c.o.dedup == nil && c.b.Ack != binding.AckDoubleAck {
-		c.settle(ctx, d, err) // a publish: nothing to wait for
+	if err != nil {
+		c.settle(d, err)
 		c.release(d.IdempotencyKey)
 		return
 	}
-	// What is left waits on the record's disk and on the server's
-	// confirmation. It runs off the handler's path, on up to ackWindow
-	// confirmers at a time, so the handler goes on with the next message
-	// meanwhile and a record can commit many keys at once. The order per
-	// message stays: handler, record, acknowledgement, then release.
+	if seen || c.o.dedup == nil {
+		c.acknowledge(d)
+		return
+	}
+	// Recording may wait on a disk or a database. It runs off the
+	// handler's path, on up to ackWindow confirmers at a time, so the
+	// handler goes on with the next message meanwhile and a record can
+	// commit many keys at once. The order per message stays: handler,
+	// record, acknowledgement, then release.
 	select {
-	case c.toConfirm <- confirmation{d, seen}:
+	case c.toRecord <- d:
 	case <-ctx.Done():
 		c.release(d.IdempotencyKey)
 		// past the drain timeout; the message comes back after the ack wait
 	}
 }
 
-// confirmation is a message the handler is done with (or that the record
-// knew), to record and acknowledge.
-type confirmation struct {
-	d    *Delivery
-	seen bool // already recorded
+// record records a processed message's key, then acknowledges it.
+func (c *Consumer) record(ctx context.Context, d *Delivery) {
+	if err := c.o.dedup.Record(ctx, d.IdempotencyKey); err != nil {
+		// Acknowledge anyway: the side effect is done. Only a redelivery
+		// (a lost ack) would now run the handler twice.
+		c.log.Error("processed but not recorded: a redelivery would run the handler again",
+			"key", d.IdempotencyKey, "error", err)
+	}
+	c.acknowledge(d)
 }
 
-// confirm records a processed message's key, then acknowledges it.
-func (c *Consumer) confirm(ctx context.Context, m confirmation) {
-	defer c.release(m.d.IdempotencyKey)
-	if !m.seen && c.o.dedup != nil {
-		if err := c.o.dedup.Record(ctx, m.d.IdempotencyKey); err != nil {
-			// Acknowledge anyway: the side effect is done. Only a redelivery
-			// (a lost ack) would now run the handler twice.
-			c.log.Error("processed but not recorded: a redelivery would run the handler again",
-				"key", m.d.IdempotencyKey, "error", err)
-		}
+// acknowledge acknowledges a message the handler is done with and releases
+// its key: at once for a plain ack (a publish), once the server confirmed
+// it for a double ack.
+func (c *Consumer) acknowledge(d *Delivery) {
+	if c.b.Ack == binding.AckDoubleAck {
+		c.acks.send(d)
+		return
 	}
-	c.settle(ctx, m.d, nil)
+	c.settle(d, nil)
+	c.release(d.IdempotencyKey)
 }
 
 // call runs the handler, turning a panic into an error.
@@ -144,15 +150,13 @@ func (c *Consumer) call(ctx context.Context, h Handler, d *Delivery) (err error)
 	return h(ctx, d)
 }
 
-// settle acknowledges, naks or terminates d according to the handler's
-// result and the binding's ack mode.
-func (c *Consumer) settle(ctx context.Context, d *Delivery, herr error) {
+// settle acknowledges (a plain ack), naks or terminates d according to the
+// handler's result. Each is a publish; none waits for the server.
+func (c *Consumer) settle(d *Delivery, herr error) {
 	var err error
 	var poison *poisonError
 	var retry *retryError
 	switch {
-	case herr == nil && c.b.Ack == binding.AckDoubleAck:
-		err = c.doubleAck(ctx, d)
 	case herr == nil:
 		err = d.msg.Ack()
 	case errors.As(herr, &poison):
@@ -176,31 +180,6 @@ func (c *Consumer) settle(ctx context.Context, d *Delivery, herr error) {
 	if herr == nil {
 		c.acked.Add(1)
 	}
-}
-
-// doubleAck waits for the server to confirm the acknowledgement, retrying a
-// few times: an unconfirmed ack may still have landed, and a redelivery of a
-// message whose ack was lost is what Dedup is for.
-func (c *Consumer) doubleAck(ctx context.Context, d *Delivery) error {
-	const attempts = 3
-	timeout := min(max(c.b.AckWait/2, time.Second), 5*time.Second)
-	var err error
-	for i := range attempts {
-		actx, cancel := context.WithTimeout(ctx, timeout)
-		err = d.msg.DoubleAck(actx)
-		cancel()
-		if err == nil || errors.Is(err, nats.ErrConnectionClosed) || ctx.Err() != nil {
-			return err
-		}
-		if i < attempts-1 {
-			select {
-			case <-time.After(time.Duration(i+1) * 100 * time.Millisecond):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
-	return err
 }
 
 // redeliveryDelay is the binding's wait for the given delivery attempt; the
