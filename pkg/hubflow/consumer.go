@@ -61,8 +61,9 @@ type Consumer struct {
 
 	// While Run runs: processed messages to the recorders (with a dedup
 	// record), and the double acks awaiting their confirmation.
-	toRecord chan *Delivery
-	acks     *doubleAcks
+	toRecord  chan *Delivery
+	recording sync.WaitGroup // keys handed to an asyncRecorder
+	acks      *doubleAcks
 
 	delivered, processed, handlerErrors, acked, ackFailures atomic.Uint64
 	naked, terminated, skipped, dropped                     atomic.Uint64
@@ -154,7 +155,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// fresh stack for every record.
 	var recorders sync.WaitGroup
 	c.toRecord = make(chan *Delivery)
-	if c.o.dedup != nil && c.b.Ack != binding.AckNone {
+	if _, async := c.o.dedup.(asyncRecorder); c.o.dedup != nil && !async && c.b.Ack != binding.AckNone {
 		for range ackWindow {
 			recorders.Go(func() {
 				for d := range c.toRecord {
@@ -242,7 +243,8 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		wg.Wait()
 	}
 	close(c.toRecord)
-	recorders.Wait() // the acks' close, deferred above, waits for the rest
+	recorders.Wait()
+	c.recording.Wait() // the acks' close, deferred above, waits for the rest
 	if c.nc.IsClosed() {
 		fatal.CompareAndSwap(nil, new(fmt.Errorf("hubflow: consumer %s/%s: connection closed: %w", c.b.Stream, c.b.Durable, ErrClosed)))
 	}

@@ -40,6 +40,13 @@ type Dedup interface {
 	Record(ctx context.Context, key string) error
 }
 
+// asyncRecorder is a Dedup that records without holding up its caller:
+// then runs once key is recorded, or could not be. A Consumer acknowledges
+// from there, so a group commit acknowledges all its keys at once.
+type asyncRecorder interface {
+	recordThen(key string, then func(error))
+}
+
 // MemoryDedup is a Dedup in memory, holding the most recent keys up to a
 // capacity. It does not survive the process: it covers redeliveries after a
 // lost connection or a lost acknowledgement, not after a restart.
@@ -76,6 +83,10 @@ func (d *MemoryDedup) Record(_ context.Context, key string) error {
 	d.next = (d.next + 1) % len(d.order)
 	d.keys[key] = struct{}{}
 	return nil
+}
+
+func (d *MemoryDedup) recordThen(key string, then func(error)) {
+	then(d.Record(context.Background(), key))
 }
 
 // FileDedup is a Dedup in an append-only file, one key per line with the
@@ -119,9 +130,10 @@ type FileDedup struct {
 
 // syncGroup is the Records one write and one fsync answer.
 type syncGroup struct {
-	keys []entry
-	done chan struct{} // closed once err is set
-	err  error
+	keys  []entry
+	thens []func(error) // recordThen's, run after the commit
+	done  chan struct{} // closed once err is set
+	err   error
 }
 
 type entry struct {
@@ -348,40 +360,65 @@ func (d *FileDedup) Record(ctx context.Context, key string) error {
 // already waiting for a commit waits for that one.
 func (d *FileDedup) recordSynced(ctx context.Context, key string) error {
 	d.mu.Lock()
-	if d.f == nil || d.closing {
-		d.mu.Unlock()
-		return errors.New("hubflow: dedup record is closed")
-	}
-	g, pending := d.waiting[key]
-	if _, known := d.keys[key]; known && !pending {
-		d.mu.Unlock()
-		return nil
-	}
-	if !pending {
-		at := d.now().UnixNano()
-		d.batch = append(append(strconv.AppendInt(d.batch, at, 10), '\t'), key...)
-		d.batch = append(d.batch, '\n')
-		// Seen says yes at once: the key is handled, and only a crash
-		// before the commit (after which no ack was sent) could undo that.
-		d.remember(key, at)
-		if d.group == nil {
-			d.group = &syncGroup{done: make(chan struct{})}
-		}
-		g = d.group
-		g.keys = append(g.keys, entry{key, at})
-		d.waiting[key] = g
-		select {
-		case d.kick <- struct{}{}:
-		default: // a commit is already due; it takes this key too
-		}
-	}
+	g, err := d.enqueue(key)
 	d.mu.Unlock()
+	if g == nil {
+		return err
+	}
 	select {
 	case <-g.done:
 		return g.err
 	case <-ctx.Done():
 		return fmt.Errorf("hubflow: waiting for the dedup record's fsync: %w", ctx.Err())
 	}
+}
+
+func (d *FileDedup) recordThen(key string, then func(error)) {
+	if !d.opts.Sync || strings.ContainsAny(key, "\r\n\t") {
+		then(d.Record(context.Background(), key))
+		return
+	}
+	d.mu.Lock()
+	g, err := d.enqueue(key)
+	if g != nil {
+		g.thens = append(g.thens, then)
+	}
+	d.mu.Unlock()
+	if g == nil {
+		then(err)
+	}
+}
+
+// enqueue adds key to the next group commit and returns the group that
+// writes it: nil when the key is on disk already or the record is closed
+// (then with an error). d.mu is held.
+func (d *FileDedup) enqueue(key string) (*syncGroup, error) {
+	if d.f == nil || d.closing {
+		return nil, errors.New("hubflow: dedup record is closed")
+	}
+	if g, pending := d.waiting[key]; pending {
+		return g, nil
+	}
+	if _, known := d.keys[key]; known {
+		return nil, nil
+	}
+	at := d.now().UnixNano()
+	d.batch = append(append(strconv.AppendInt(d.batch, at, 10), '\t'), key...)
+	d.batch = append(d.batch, '\n')
+	// Seen says yes at once: the key is handled, and only a crash before
+	// the commit (after which no ack was sent) could undo that.
+	d.remember(key, at)
+	if d.group == nil {
+		d.group = &syncGroup{done: make(chan struct{})}
+	}
+	g := d.group
+	g.keys = append(g.keys, entry{key, at})
+	d.waiting[key] = g
+	select {
+	case d.kick <- struct{}{}:
+	default: // a commit is already due; it takes this key too
+	}
+	return g, nil
 }
 
 // syncLoop writes and syncs one group at a time; whatever is recorded
@@ -405,6 +442,9 @@ func (d *FileDedup) syncLoop() {
 			d.commits++
 			d.spare = batch[:0]
 			d.mu.Unlock()
+			for _, then := range g.thens {
+				then(g.err)
+			}
 		}
 		if !open {
 			return

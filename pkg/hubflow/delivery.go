@@ -100,10 +100,19 @@ func (c *Consumer) process(ctx context.Context, h Handler, d *Delivery) {
 		return
 	}
 	// Recording may wait on a disk or a database. It runs off the
-	// handler's path, on up to ackWindow confirmers at a time, so the
-	// handler goes on with the next message meanwhile and a record can
-	// commit many keys at once. The order per message stays: handler,
+	// handler's path, so the handler goes on with the next message
+	// meanwhile and a record can commit many keys at once: handed to the
+	// record itself when it can say when it is done, else on up to
+	// ackWindow recorders at a time. The order per message stays: handler,
 	// record, acknowledgement, then release.
+	if r, ok := c.o.dedup.(asyncRecorder); ok {
+		c.recording.Add(1)
+		r.recordThen(d.IdempotencyKey, func(err error) {
+			defer c.recording.Done()
+			c.recorded(d, err)
+		})
+		return
+	}
 	select {
 	case c.toRecord <- d:
 	case <-ctx.Done():
@@ -114,7 +123,12 @@ func (c *Consumer) process(ctx context.Context, h Handler, d *Delivery) {
 
 // record records a processed message's key, then acknowledges it.
 func (c *Consumer) record(ctx context.Context, d *Delivery) {
-	if err := c.o.dedup.Record(ctx, d.IdempotencyKey); err != nil {
+	c.recorded(d, c.o.dedup.Record(ctx, d.IdempotencyKey))
+}
+
+// recorded acknowledges a message once the record has its key.
+func (c *Consumer) recorded(d *Delivery, err error) {
+	if err != nil {
 		// Acknowledge anyway: the side effect is done. Only a redelivery
 		// (a lost ack) would now run the handler twice.
 		c.log.Error("processed but not recorded: a redelivery would run the handler again",
