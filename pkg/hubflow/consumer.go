@@ -39,11 +39,15 @@ type ConsumerStats struct {
 //     error ask for redelivery after the binding's delay; terminate poison.
 //     A crash between the handler and the ack redelivers: handlers must
 //     tolerate duplicates.
-//   - ExactlyOnce (ack DoubleAck): as AtLeastOnce, but the acknowledgement
-//     waits for the server's confirmation (retried), and the handler gets a
-//     stable IdempotencyKey. WithDedup records processed keys so a
-//     redelivery after a lost acknowledgement is not processed again; see
-//     Dedup for the gap that only an idempotent side effect closes.
+//   - ExactlyOnce (ack DoubleAck): as AtLeastOnce, but an acknowledgement
+//     counts once the server confirmed it (it is sent again when no
+//     confirmation comes), and the handler gets a stable IdempotencyKey.
+//     WithDedup records processed keys so a redelivery after a lost
+//     acknowledgement is not processed again; see Dedup for the gap that
+//     only an idempotent side effect closes. Recording and confirming run
+//     beside the handler, many messages at a time, so the handler goes on
+//     with the next message instead of waiting a round trip; a message's
+//     key stays claimed until its acknowledgement is confirmed or given up.
 //
 // The Consumer binds to the existing durable (it needs only CONSUMER.INFO,
 // CONSUMER.MSG.NEXT and ACK permissions) and creates nothing.
@@ -69,10 +73,12 @@ type Consumer struct {
 	naked, terminated, skipped, dropped                     atomic.Uint64
 }
 
-// ackWindow is how many messages a Consumer with a dedup record records at
-// once while its handlers go on: enough for a record's fsync to serve many
-// keys, few enough to stay well under a durable's MaxAckPending.
-const ackWindow = 256
+// recorders is how many keys a Consumer records at once with a Dedup of
+// the application's (each Record may wait on a database) while its handlers
+// go on: enough for a slow record to serve many messages at once, few
+// enough to stay well under a durable's MaxAckPending. The library's own
+// records say when they are done and need none.
+const recorders = 256
 
 // NewConsumer connects with a consumer binding and binds to its durable. It
 // waits until the hub answers or ctx ends.
@@ -153,11 +159,11 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	}
 	// Recorders live as long as Run: a goroutine per message would grow a
 	// fresh stack for every record.
-	var recorders sync.WaitGroup
+	var recordersDone sync.WaitGroup
 	c.toRecord = make(chan *Delivery)
 	if _, async := c.o.dedup.(asyncRecorder); c.o.dedup != nil && !async && c.b.Ack != binding.AckNone {
-		for range ackWindow {
-			recorders.Go(func() {
+		for range recorders {
+			recordersDone.Go(func() {
 				for d := range c.toRecord {
 					c.record(hard, d)
 				}
@@ -243,7 +249,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		wg.Wait()
 	}
 	close(c.toRecord)
-	recorders.Wait()
+	recordersDone.Wait()
 	c.recording.Wait() // the acks' close, deferred above, waits for the rest
 	if c.nc.IsClosed() {
 		fatal.CompareAndSwap(nil, new(fmt.Errorf("hubflow: consumer %s/%s: connection closed: %w", c.b.Stream, c.b.Durable, ErrClosed)))

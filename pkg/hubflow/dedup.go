@@ -25,7 +25,10 @@ import (
 // never run the handler at the same time.
 //
 // What it does not cover: a crash after the handler's side effect and before
-// Record. The redelivery then runs the handler a second time. Only a side
+// Record. The redelivery then runs the handler a second time. Record runs
+// beside the handler (the consumer hands it the key and goes on with the
+// next message), so a crash can catch several keys in that gap, at most the
+// messages not yet acknowledged. Only a side
 // effect that is itself idempotent, keyed by Delivery.IdempotencyKey (a
 // unique key in the database the handler writes to, or the record written in
 // the same transaction as the side effect), closes that gap. Two processes

@@ -103,7 +103,7 @@ func (c *Consumer) process(ctx context.Context, h Handler, d *Delivery) {
 	// handler's path, so the handler goes on with the next message
 	// meanwhile and a record can commit many keys at once: handed to the
 	// record itself when it can say when it is done, else on up to
-	// ackWindow recorders at a time. The order per message stays: handler,
+	// recorders goroutines. The order per message stays: handler,
 	// record, acknowledgement, then release.
 	if r, ok := c.o.dedup.(asyncRecorder); ok {
 		c.recording.Add(1)
