@@ -247,8 +247,11 @@ func (c *Consumer) delivery(m jetstream.Msg) *Delivery {
 	if c.b.Ack != binding.AckNone {
 		d.msg = m
 	}
-	if meta, err := m.Metadata(); err == nil {
-		d.Stream, d.Sequence, d.NumDelivered, d.Published = meta.Stream, meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
+	var ok bool
+	if d.Stream, d.Sequence, d.NumDelivered, d.Published, ok = ackMeta(m.Reply()); !ok {
+		if meta, err := m.Metadata(); err == nil {
+			d.Stream, d.Sequence, d.NumDelivered, d.Published = meta.Stream, meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
+		}
 	}
 	// A replayed dead letter has a Nats-Msg-Id of its own, so the stream's
 	// duplicate window keeps it, and the original's key in the header.
