@@ -39,11 +39,15 @@ type ConsumerStats struct {
 //     error ask for redelivery after the binding's delay; terminate poison.
 //     A crash between the handler and the ack redelivers: handlers must
 //     tolerate duplicates.
-//   - ExactlyOnce (ack DoubleAck): as AtLeastOnce, but the acknowledgement
-//     waits for the server's confirmation (retried), and the handler gets a
-//     stable IdempotencyKey. WithDedup records processed keys so a
-//     redelivery after a lost acknowledgement is not processed again; see
-//     Dedup for the gap that only an idempotent side effect closes.
+//   - ExactlyOnce (ack DoubleAck): as AtLeastOnce, but an acknowledgement
+//     counts once the server confirmed it (it is sent again when no
+//     confirmation comes), and the handler gets a stable IdempotencyKey.
+//     WithDedup records processed keys so a redelivery after a lost
+//     acknowledgement is not processed again; see Dedup for the gap that
+//     only an idempotent side effect closes. Recording and confirming run
+//     beside the handler, many messages at a time, so the handler goes on
+//     with the next message instead of waiting a round trip; a message's
+//     key stays claimed until its acknowledgement is confirmed or given up.
 //
 // The Consumer binds to the existing durable (it needs only CONSUMER.INFO,
 // CONSUMER.MSG.NEXT and ACK permissions) and creates nothing.
@@ -59,9 +63,22 @@ type Consumer struct {
 	keysMu sync.Mutex
 	keys   map[string]chan struct{} // idempotency keys being handled now
 
+	// While Run runs: processed messages to the recorders (with a dedup
+	// record), and the double acks awaiting their confirmation.
+	toRecord  chan *Delivery
+	recording sync.WaitGroup // keys handed to an asyncRecorder
+	acks      *doubleAcks
+
 	delivered, processed, handlerErrors, acked, ackFailures atomic.Uint64
 	naked, terminated, skipped, dropped                     atomic.Uint64
 }
+
+// recorders is how many keys a Consumer records at once with a Dedup of
+// the application's (each Record may wait on a database) while its handlers
+// go on: enough for a slow record to serve many messages at once, few
+// enough to stay well under a durable's MaxAckPending. The library's own
+// records say when they are done and need none.
+const recorders = 256
 
 // NewConsumer connects with a consumer binding and binds to its durable. It
 // waits until the hub answers or ctx ends.
@@ -132,16 +149,37 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// timeout; hard ends both.
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
+	if c.b.Ack == binding.AckDoubleAck {
+		acks, err := c.startDoubleAcks()
+		if err != nil {
+			return err
+		}
+		c.acks = acks
+		defer acks.close(hard)
+	}
+	// Recorders live as long as Run: a goroutine per message would grow a
+	// fresh stack for every record.
+	var recordersDone sync.WaitGroup
+	c.toRecord = make(chan *Delivery)
+	if _, async := c.o.dedup.(asyncRecorder); c.o.dedup != nil && !async && c.b.Ack != binding.AckNone {
+		for range recorders {
+			recordersDone.Go(func() {
+				for d := range c.toRecord {
+					c.record(hard, d)
+				}
+			})
+		}
+	}
 	var (
 		wg   sync.WaitGroup
-		work chan jetstream.Msg
+		work chan *Delivery
 	)
 	if c.o.concurrency > 1 {
-		work = make(chan jetstream.Msg)
+		work = make(chan *Delivery)
 		for range c.o.concurrency {
 			wg.Go(func() {
-				for m := range work {
-					c.process(hard, h, m)
+				for d := range work {
+					c.process(hard, h, d)
 				}
 			})
 		}
@@ -153,21 +191,20 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// again), where the iterator's bounded channel would drop it.
 	cc, err := c.cons.Consume(func(m jetstream.Msg) {
 		c.delivered.Add(1)
-		if c.b.Ack == binding.AckNone {
-			if meta, err := m.Metadata(); err == nil {
-				if meta.Sequence.Stream <= lastSeq {
-					c.dropped.Add(1)
-					return
-				}
-				lastSeq = meta.Sequence.Stream
+		d := c.delivery(m)
+		if c.b.Ack == binding.AckNone && d.Sequence != 0 {
+			if d.Sequence <= lastSeq {
+				c.dropped.Add(1)
+				return
 			}
+			lastSeq = d.Sequence
 		}
 		if work == nil {
-			c.process(hard, h, m)
+			c.process(hard, h, d)
 			return
 		}
 		select {
-		case work <- m:
+		case work <- d:
 		case <-hard.Done():
 		}
 	},
@@ -211,6 +248,9 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		close(work)
 		wg.Wait()
 	}
+	close(c.toRecord)
+	recordersDone.Wait()
+	c.recording.Wait() // the acks' close, deferred above, waits for the rest
 	if c.nc.IsClosed() {
 		fatal.CompareAndSwap(nil, new(fmt.Errorf("hubflow: consumer %s/%s: connection closed: %w", c.b.Stream, c.b.Durable, ErrClosed)))
 	}

@@ -25,7 +25,10 @@ import (
 // never run the handler at the same time.
 //
 // What it does not cover: a crash after the handler's side effect and before
-// Record. The redelivery then runs the handler a second time. Only a side
+// Record. The redelivery then runs the handler a second time. Record runs
+// beside the handler (the consumer hands it the key and goes on with the
+// next message), so a crash can catch several keys in that gap, at most the
+// messages not yet acknowledged. Only a side
 // effect that is itself idempotent, keyed by Delivery.IdempotencyKey (a
 // unique key in the database the handler writes to, or the record written in
 // the same transaction as the side effect), closes that gap. Two processes
@@ -38,6 +41,13 @@ type Dedup interface {
 	Seen(ctx context.Context, key string) (bool, error)
 	// Record marks key as processed.
 	Record(ctx context.Context, key string) error
+}
+
+// asyncRecorder is a Dedup that records without holding up its caller:
+// then runs once key is recorded, or could not be. A Consumer acknowledges
+// from there, so a group commit acknowledges all its keys at once.
+type asyncRecorder interface {
+	recordThen(key string, then func(error))
 }
 
 // MemoryDedup is a Dedup in memory, holding the most recent keys up to a
@@ -78,10 +88,17 @@ func (d *MemoryDedup) Record(_ context.Context, key string) error {
 	return nil
 }
 
+func (d *MemoryDedup) recordThen(key string, then func(error)) {
+	then(d.Record(context.Background(), key))
+}
+
 // FileDedup is a Dedup in an append-only file, one key per line with the
 // time it was recorded, so the record survives a restart of the process
 // (not the loss of its disk: put the file on a persistent volume). With
-// Sync, Record returns only once the key is on disk.
+// Sync, Record returns only once the key is on disk; Records made at the
+// same time share one write and one fsync (a group commit), so a consumer
+// confirming many messages at once pays one disk round trip for all of
+// them.
 //
 // Memory and file stay bounded: a key older than Retention is forgotten,
 // since the stream no longer holds its message and cannot deliver it again
@@ -100,6 +117,26 @@ type FileDedup struct {
 	head      int              // order[:head] are forgotten
 	fileLines int              // lines in the file
 	now       func() time.Time // time.Now; a test's clock
+
+	// With Sync: lines written by the next group commit, the Records
+	// waiting for it, and the keys not yet on disk with the group that
+	// writes them. One goroutine writes and syncs, woken by kick.
+	batch   []byte
+	spare   []byte // the previous batch's buffer, for the next one
+	commits int    // group commits made, for the benchmarks
+	group   *syncGroup
+	waiting map[string]*syncGroup
+	kick    chan struct{}
+	stopped chan struct{}
+	closing bool
+}
+
+// syncGroup is the Records one write and one fsync answer.
+type syncGroup struct {
+	keys  []entry
+	thens []func(error) // recordThen's, run after the commit
+	done  chan struct{} // closed once err is set
+	err   error
 }
 
 type entry struct {
@@ -171,12 +208,40 @@ func openFileDedup(path string, o FileDedupOptions, now func() time.Time) (*File
 		f.Close()
 		return nil, fmt.Errorf("hubflow: reading dedup record %s: %w", path, err)
 	}
+	if err := endLine(f); err != nil {
+		f.Close()
+		return nil, err
+	}
 	d.forget()
 	if err := d.compactIfWorth(); err != nil {
 		f.Close()
 		return nil, err
 	}
+	if o.Sync {
+		d.waiting, d.kick, d.stopped = map[string]*syncGroup{}, make(chan struct{}, 1), make(chan struct{})
+		go d.syncLoop()
+	}
 	return d, nil
+}
+
+// endLine ends a last line a crash cut short, so the next key appended
+// starts a line of its own instead of extending the cut one.
+func endLine(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, st.Size()-1); err != nil {
+		return fmt.Errorf("hubflow: reading dedup record: %w", err)
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	if _, err := f.Write([]byte{'\n'}); err != nil {
+		return fmt.Errorf("hubflow: repairing dedup record: %w", err)
+	}
+	return nil
 }
 
 // remember adds key, or moves it to now if known.
@@ -269,9 +334,12 @@ func (d *FileDedup) Seen(_ context.Context, key string) (bool, error) {
 	return ok, nil
 }
 
-func (d *FileDedup) Record(_ context.Context, key string) error {
+func (d *FileDedup) Record(ctx context.Context, key string) error {
 	if strings.ContainsAny(key, "\r\n\t") {
 		return fmt.Errorf("hubflow: dedup key %q holds a line break or a tab", key)
+	}
+	if d.opts.Sync {
+		return d.recordSynced(ctx, key)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -285,15 +353,125 @@ func (d *FileDedup) Record(_ context.Context, key string) error {
 	if _, err := fmt.Fprintf(d.f, "%d\t%s\n", at, key); err != nil {
 		return fmt.Errorf("hubflow: writing dedup record: %w", err)
 	}
-	if d.opts.Sync {
-		if err := d.f.Sync(); err != nil {
-			return fmt.Errorf("hubflow: syncing dedup record: %w", err)
-		}
-	}
 	d.fileLines++
 	d.remember(key, at)
 	d.forget()
 	return d.compactIfWorth()
+}
+
+// recordSynced adds key to the next group commit and waits for it. A key
+// already waiting for a commit waits for that one.
+func (d *FileDedup) recordSynced(ctx context.Context, key string) error {
+	d.mu.Lock()
+	g, err := d.enqueue(key)
+	d.mu.Unlock()
+	if g == nil {
+		return err
+	}
+	select {
+	case <-g.done:
+		return g.err
+	case <-ctx.Done():
+		return fmt.Errorf("hubflow: waiting for the dedup record's fsync: %w", ctx.Err())
+	}
+}
+
+func (d *FileDedup) recordThen(key string, then func(error)) {
+	if !d.opts.Sync || strings.ContainsAny(key, "\r\n\t") {
+		then(d.Record(context.Background(), key))
+		return
+	}
+	d.mu.Lock()
+	g, err := d.enqueue(key)
+	if g != nil {
+		g.thens = append(g.thens, then)
+	}
+	d.mu.Unlock()
+	if g == nil {
+		then(err)
+	}
+}
+
+// enqueue adds key to the next group commit and returns the group that
+// writes it: nil when the key is on disk already or the record is closed
+// (then with an error). d.mu is held.
+func (d *FileDedup) enqueue(key string) (*syncGroup, error) {
+	if d.f == nil || d.closing {
+		return nil, errors.New("hubflow: dedup record is closed")
+	}
+	if g, pending := d.waiting[key]; pending {
+		return g, nil
+	}
+	if _, known := d.keys[key]; known {
+		return nil, nil
+	}
+	at := d.now().UnixNano()
+	d.batch = append(append(strconv.AppendInt(d.batch, at, 10), '\t'), key...)
+	d.batch = append(d.batch, '\n')
+	// Seen says yes at once: the key is handled, and only a crash before
+	// the commit (after which no ack was sent) could undo that.
+	d.remember(key, at)
+	if d.group == nil {
+		d.group = &syncGroup{done: make(chan struct{})}
+	}
+	g := d.group
+	g.keys = append(g.keys, entry{key, at})
+	d.waiting[key] = g
+	select {
+	case d.kick <- struct{}{}:
+	default: // a commit is already due; it takes this key too
+	}
+	return g, nil
+}
+
+// syncLoop writes and syncs one group at a time; whatever is recorded
+// meanwhile forms the next group. It ends once Close closed kick, after
+// committing what was left.
+func (d *FileDedup) syncLoop() {
+	defer close(d.stopped)
+	for {
+		_, open := <-d.kick
+		d.mu.Lock()
+		g, batch, f := d.group, d.batch, d.f
+		d.group, d.batch, d.spare = nil, d.spare, nil
+		d.mu.Unlock()
+		if g != nil {
+			_, err := f.Write(batch)
+			if err == nil {
+				err = f.Sync()
+			}
+			d.mu.Lock()
+			d.commitDone(g, err)
+			d.commits++
+			d.spare = batch[:0]
+			d.mu.Unlock()
+			for _, then := range g.thens {
+				then(g.err)
+			}
+		}
+		if !open {
+			return
+		}
+	}
+}
+
+// commitDone answers a group's Records. Keys whose commit failed are
+// forgotten, so recording them again writes them again.
+func (d *FileDedup) commitDone(g *syncGroup, err error) {
+	for _, e := range g.keys {
+		delete(d.waiting, e.key)
+		if err != nil && d.keys[e.key] == e.at {
+			delete(d.keys, e.key)
+		}
+	}
+	d.fileLines += len(g.keys)
+	if err != nil {
+		g.err = fmt.Errorf("hubflow: writing dedup record: %w", err)
+	} else {
+		d.forget()
+		g.err = d.compactIfWorth()
+	}
+	close(g.done)
 }
 
 // Len is how many keys the record holds.
@@ -303,9 +481,18 @@ func (d *FileDedup) Len() int {
 	return len(d.keys)
 }
 
-// Close closes the file.
+// Close commits what is waiting for a commit and closes the file.
 func (d *FileDedup) Close() error {
 	d.mu.Lock()
+	if d.kick != nil {
+		if !d.closing {
+			d.closing = true
+			close(d.kick)
+		}
+		d.mu.Unlock()
+		<-d.stopped
+		d.mu.Lock()
+	}
 	defer d.mu.Unlock()
 	if d.f == nil {
 		return nil

@@ -59,8 +59,7 @@ func (d *Delivery) InProgress() error {
 	return d.msg.InProgress()
 }
 
-func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
-	d := c.delivery(m)
+func (c *Consumer) process(ctx context.Context, h Handler, d *Delivery) {
 	if c.b.Ack == binding.AckNone {
 		if err := c.call(ctx, h, d); err != nil {
 			c.log.Warn("handler failed; AtMostOnce does not redeliver", "subject", d.Subject, "sequence", d.Sequence, "error", err)
@@ -69,36 +68,85 @@ func (c *Consumer) process(ctx context.Context, h Handler, m jetstream.Msg) {
 	}
 	// One key is handled by one worker at a time, with or without a dedup
 	// record: a redelivery that arrives while the first delivery is still in
-	// the handler (its ack wait ran out) waits for it, then finds the key
-	// recorded (with a dedup record) or runs after it, never beside it.
-	release, ok := c.claim(ctx, d.IdempotencyKey)
-	if !ok {
+	// the handler or being confirmed (its ack wait ran out) waits for it,
+	// then finds the key recorded (with a dedup record) or runs after it,
+	// never beside it.
+	if !c.claim(ctx, d.IdempotencyKey) {
 		return // shutting down; the message comes back after the ack wait
 	}
-	defer release()
+	seen := false
 	if c.o.dedup != nil {
-		seen, err := c.o.dedup.Seen(ctx, d.IdempotencyKey)
-		if err != nil {
+		var err error
+		if seen, err = c.o.dedup.Seen(ctx, d.IdempotencyKey); err != nil {
 			c.handlerErrors.Add(1)
-			c.settle(ctx, d, fmt.Errorf("checking the dedup record: %w", err))
-			return
-		}
-		if seen {
-			c.skipped.Add(1)
-			c.settle(ctx, d, nil)
+			c.settle(d, fmt.Errorf("checking the dedup record: %w", err))
+			c.release(d.IdempotencyKey)
 			return
 		}
 	}
-	err := c.call(ctx, h, d)
-	if err == nil && c.o.dedup != nil {
-		if rerr := c.o.dedup.Record(ctx, d.IdempotencyKey); rerr != nil {
-			// Acknowledge anyway: the side effect is done. Only a redelivery
-			// (a lost ack) would now run the handler twice.
-			c.log.Error("processed but not recorded: a redelivery would run the handler again",
-				"key", d.IdempotencyKey, "error", rerr)
-		}
+	var err error
+	if seen {
+		c.skipped.Add(1)
+	} else {
+		err = c.call(ctx, h, d)
 	}
-	c.settle(ctx, d, err)
+	if err != nil {
+		c.settle(d, err)
+		c.release(d.IdempotencyKey)
+		return
+	}
+	if seen || c.o.dedup == nil {
+		c.acknowledge(d)
+		return
+	}
+	// Recording may wait on a disk or a database. It runs off the
+	// handler's path, so the handler goes on with the next message
+	// meanwhile and a record can commit many keys at once: handed to the
+	// record itself when it can say when it is done, else on up to
+	// recorders goroutines. The order per message stays: handler,
+	// record, acknowledgement, then release.
+	if r, ok := c.o.dedup.(asyncRecorder); ok {
+		c.recording.Add(1)
+		r.recordThen(d.IdempotencyKey, func(err error) {
+			defer c.recording.Done()
+			c.recorded(d, err)
+		})
+		return
+	}
+	select {
+	case c.toRecord <- d:
+	case <-ctx.Done():
+		c.release(d.IdempotencyKey)
+		// past the drain timeout; the message comes back after the ack wait
+	}
+}
+
+// record records a processed message's key, then acknowledges it.
+func (c *Consumer) record(ctx context.Context, d *Delivery) {
+	c.recorded(d, c.o.dedup.Record(ctx, d.IdempotencyKey))
+}
+
+// recorded acknowledges a message once the record has its key.
+func (c *Consumer) recorded(d *Delivery, err error) {
+	if err != nil {
+		// Acknowledge anyway: the side effect is done. Only a redelivery
+		// (a lost ack) would now run the handler twice.
+		c.log.Error("processed but not recorded: a redelivery would run the handler again",
+			"key", d.IdempotencyKey, "error", err)
+	}
+	c.acknowledge(d)
+}
+
+// acknowledge acknowledges a message the handler is done with and releases
+// its key: at once for a plain ack (a publish), once the server confirmed
+// it for a double ack.
+func (c *Consumer) acknowledge(d *Delivery) {
+	if c.b.Ack == binding.AckDoubleAck {
+		c.acks.send(d)
+		return
+	}
+	c.settle(d, nil)
+	c.release(d.IdempotencyKey)
 }
 
 // call runs the handler, turning a panic into an error.
@@ -116,15 +164,13 @@ func (c *Consumer) call(ctx context.Context, h Handler, d *Delivery) (err error)
 	return h(ctx, d)
 }
 
-// settle acknowledges, naks or terminates d according to the handler's
-// result and the binding's ack mode.
-func (c *Consumer) settle(ctx context.Context, d *Delivery, herr error) {
+// settle acknowledges (a plain ack), naks or terminates d according to the
+// handler's result. Each is a publish; none waits for the server.
+func (c *Consumer) settle(d *Delivery, herr error) {
 	var err error
 	var poison *poisonError
 	var retry *retryError
 	switch {
-	case herr == nil && c.b.Ack == binding.AckDoubleAck:
-		err = c.doubleAck(ctx, d)
 	case herr == nil:
 		err = d.msg.Ack()
 	case errors.As(herr, &poison):
@@ -150,31 +196,6 @@ func (c *Consumer) settle(ctx context.Context, d *Delivery, herr error) {
 	}
 }
 
-// doubleAck waits for the server to confirm the acknowledgement, retrying a
-// few times: an unconfirmed ack may still have landed, and a redelivery of a
-// message whose ack was lost is what Dedup is for.
-func (c *Consumer) doubleAck(ctx context.Context, d *Delivery) error {
-	const attempts = 3
-	timeout := min(max(c.b.AckWait/2, time.Second), 5*time.Second)
-	var err error
-	for i := range attempts {
-		actx, cancel := context.WithTimeout(ctx, timeout)
-		err = d.msg.DoubleAck(actx)
-		cancel()
-		if err == nil || errors.Is(err, nats.ErrConnectionClosed) || ctx.Err() != nil {
-			return err
-		}
-		if i < attempts-1 {
-			select {
-			case <-time.After(time.Duration(i+1) * 100 * time.Millisecond):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
-	return err
-}
-
 // redeliveryDelay is the binding's wait for the given delivery attempt; the
 // last one repeats.
 func (c *Consumer) redeliveryDelay(numDelivered uint64) time.Duration {
@@ -188,27 +209,36 @@ func (c *Consumer) redeliveryDelay(numDelivered uint64) time.Duration {
 
 // claim waits until no other worker of this process handles key, and
 // marks it as handled until release. It fails only when ctx ends.
-func (c *Consumer) claim(ctx context.Context, key string) (release func(), ok bool) {
+func (c *Consumer) claim(ctx context.Context, key string) bool {
 	for {
 		c.keysMu.Lock()
-		busy, ok := c.keys[key]
-		if !ok {
-			done := make(chan struct{})
-			c.keys[key] = done
+		busy, held := c.keys[key]
+		if !held {
+			c.keys[key] = nil // a channel only once someone waits
 			c.keysMu.Unlock()
-			return func() {
-				c.keysMu.Lock()
-				delete(c.keys, key)
-				c.keysMu.Unlock()
-				close(done)
-			}, true
+			return true
+		}
+		if busy == nil {
+			busy = make(chan struct{})
+			c.keys[key] = busy
 		}
 		c.keysMu.Unlock()
 		select {
 		case <-busy:
 		case <-ctx.Done():
-			return nil, false
+			return false
 		}
+	}
+}
+
+// release ends a claim and wakes whoever waits for the key.
+func (c *Consumer) release(key string) {
+	c.keysMu.Lock()
+	busy := c.keys[key]
+	delete(c.keys, key)
+	c.keysMu.Unlock()
+	if busy != nil {
+		close(busy)
 	}
 }
 
@@ -217,8 +247,11 @@ func (c *Consumer) delivery(m jetstream.Msg) *Delivery {
 	if c.b.Ack != binding.AckNone {
 		d.msg = m
 	}
-	if meta, err := m.Metadata(); err == nil {
-		d.Stream, d.Sequence, d.NumDelivered, d.Published = meta.Stream, meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
+	var ok bool
+	if d.Stream, d.Sequence, d.NumDelivered, d.Published, ok = ackMeta(m.Reply()); !ok {
+		if meta, err := m.Metadata(); err == nil {
+			d.Stream, d.Sequence, d.NumDelivered, d.Published = meta.Stream, meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
+		}
 	}
 	// A replayed dead letter has a Nats-Msg-Id of its own, so the stream's
 	// duplicate window keeps it, and the original's key in the header.
@@ -227,9 +260,10 @@ func (c *Consumer) delivery(m jetstream.Msg) *Delivery {
 		d.IdempotencyKey = d.Header.Get(jetstream.MsgIDHeader)
 	}
 	if d.IdempotencyKey == "" {
-		d.IdempotencyKey = d.Stream + ":" + formatSeq(d.Sequence) + ":" + strconv.FormatInt(d.Published.UnixNano(), 10)
+		key := make([]byte, 0, len(d.Stream)+42)
+		key = append(append(key, d.Stream...), ':')
+		key = append(strconv.AppendUint(key, d.Sequence, 10), ':')
+		d.IdempotencyKey = string(strconv.AppendInt(key, d.Published.UnixNano(), 10))
 	}
 	return d
 }
-
-func formatSeq(s uint64) string { return strconv.FormatUint(s, 10) }
