@@ -237,6 +237,10 @@ type flow struct {
 	dedupPath                 string // ExactlyOnce's dedup record, kept across workers
 
 	published atomic.Int64 // messages acknowledged by the source stream
+	// crash, when armed, makes the next good message the handler processes
+	// cut the consumer's connection before its acknowledgement leaves.
+	crash   atomic.Bool
+	crashed chan string // the id of that message
 
 	mu        sync.Mutex
 	processed map[string]int // good message id -> handler calls that processed it
@@ -247,7 +251,7 @@ type flow struct {
 
 func newFlow(t *testing.T, sem hubflowv1.DeliverySemantic) *flow {
 	ns := "dlq-" + strings.ToLower(string(sem))
-	f := &flow{sem: sem, ns: ns, processed: map[string]int{}, dedupPath: t.TempDir() + "/dedup"}
+	f := &flow{sem: sem, ns: ns, processed: map[string]int{}, dedupPath: t.TempDir() + "/dedup", crashed: make(chan string, 1)}
 	f.topic = &hubflowv1.Topic{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"},
 		Spec:       hubflowv1.TopicSpec{Semantic: sem, Replicas: hubReplicas, Storage: hubflowv1.FileStorage},
@@ -324,7 +328,13 @@ func (f *flow) handle(_ context.Context, d *hubflow.Delivery) error {
 	}
 	f.mu.Lock()
 	f.processed[id]++
+	w := f.worker
 	f.mu.Unlock()
+	if w != nil && f.crash.CompareAndSwap(true, false) {
+		// The side effect is done; the process dies before it says so.
+		w.c.Close()
+		f.crashed <- id
+	}
 	return nil
 }
 

@@ -232,11 +232,21 @@ func killMover(ctx context.Context, h *hub, flows []*flow) (string, error) {
 	return strings.Join(tries, "; ") + "; a new manager started a second after each stop", nil
 }
 
-// killConsumers cuts each flow's consumer off with what it holds and
-// starts a new one half a second later.
+// killConsumers kills each flow's consumer the moment its handler has
+// processed a good message and before the acknowledgement leaves, with
+// what else it holds, and starts a new one half a second later: that
+// message comes back to the new consumer (ExactlyOnce's dedup record,
+// reopened, must skip it).
 func killConsumers(ctx context.Context, flows []*flow) (string, error) {
 	var what []string
 	for _, f := range flows {
+		f.crash.Store(true)
+		var id string
+		select {
+		case id = <-f.crashed:
+		case <-time.After(10 * time.Second):
+			return "", fmt.Errorf("%s: no good message processed in 10s to crash on", f.sem)
+		}
 		f.mu.Lock()
 		held := f.worker.c.Stats()
 		f.mu.Unlock()
@@ -249,7 +259,7 @@ func killConsumers(ctx context.Context, flows []*flow) (string, error) {
 		if err := f.startWorker(ctx); err != nil {
 			return "", err
 		}
-		what = append(what, fmt.Sprintf("%s after %d deliveries, %d acknowledged", f.sem, held.Delivered, held.Acked))
+		what = append(what, fmt.Sprintf("%s after %d deliveries, %d acknowledged, %s processed and not acknowledged", f.sem, held.Delivered, held.Acked, id))
 	}
 	return "killed and restarted " + strings.Join(what, ", "), nil
 }
