@@ -436,26 +436,8 @@ func poisonKind(i, n, poison int) string {
 func (f *flow) publish(ctx context.Context, js jetstream.JetStream, n, poison int, spread time.Duration) error {
 	start := time.Now()
 	for i := range n {
-		id := fmt.Sprintf("%s-%05d", f.ns, i)
-		m := nats.NewMsg(fmt.Sprintf("%s.orders.r%d", f.ns, i%4))
-		m.Data = []byte("order " + id)
-		m.Header.Set(idHeader, id)
-		if k := poisonKind(i, n, poison); k != "" {
-			m.Header.Set(poisonHeader, k)
-		}
-		if f.sem == hubflowv1.ExactlyOnce {
-			m.Header.Set(nats.MsgIdHdr, id)
-		}
-		for {
-			actx, cancel := context.WithTimeout(ctx, publishAttempt)
-			_, err := js.PublishMsg(actx, m, jetstream.WithExpectStream(f.stream))
-			cancel()
-			if err == nil {
-				break
-			}
-			if err := pause(ctx, 100*time.Millisecond); err != nil {
-				return fmt.Errorf("publishing %s: %w", id, err)
-			}
+		if err := f.send(ctx, js, fmt.Sprintf("%s-%05d", f.ns, i), i%4, poisonKind(i, n, poison)); err != nil {
+			return err
 		}
 		f.published.Add(1)
 		if due := start.Add(spread * time.Duration(i+1) / time.Duration(n)); time.Until(due) > 0 {
@@ -465,6 +447,31 @@ func (f *flow) publish(ctx context.Context, js jetstream.JetStream, n, poison in
 		}
 	}
 	return nil
+}
+
+// send publishes one order on subject r<route> and waits until the stream
+// has it, trying again after a failed attempt.
+func (f *flow) send(ctx context.Context, js jetstream.JetStream, id string, route int, poison string) error {
+	m := nats.NewMsg(fmt.Sprintf("%s.orders.r%d", f.ns, route))
+	m.Data = []byte("order " + id)
+	m.Header.Set(idHeader, id)
+	if poison != "" {
+		m.Header.Set(poisonHeader, poison)
+	}
+	if f.sem == hubflowv1.ExactlyOnce {
+		m.Header.Set(nats.MsgIdHdr, id)
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		_, err := js.PublishMsg(actx, m, jetstream.WithExpectStream(f.stream))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if err := pause(ctx, 100*time.Millisecond); err != nil {
+			return fmt.Errorf("publishing %s: %w", id, err)
+		}
+	}
 }
 
 // stored is one message as a stream holds it.

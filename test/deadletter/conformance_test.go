@@ -187,49 +187,68 @@ func refuseAtMostOnce(ctx context.Context, t *testing.T, k8s client.Client, ns s
 	}
 }
 
-// killMover stops the manager, and with it the dead-letter mover, at a
-// moment its durable has announcements handed out and not acknowledged,
-// then starts a new manager a second later. It tries up to three times to
-// land while a move is in hand, and says how each try landed.
+// burst is how many poison messages each flow gets at once just before the
+// mover is killed, so that it is killed with a backlog in hand.
+const burst = 100
+
+// killMover gives the mover a backlog (a burst of poison messages the
+// consumers refuse at once), stops the manager, and with it the mover,
+// once part of the backlog is moved, and starts a new manager a second
+// later: the stop lands in a move (fetched, published, not acknowledged)
+// or between moves of announcements already handed out, which come back
+// to the new mover after its ack wait.
 func killMover(ctx context.Context, h *hub, flows []*flow) (string, error) {
 	mover, err := h.js.Consumer(ctx, controllers.CaptureStream, "hubflow-mover-"+controllers.DefaultClusterName)
 	if err != nil {
 		return "", err
 	}
-	var tries []string
-	for try := 1; try <= 3; try++ {
-		// Wait (a few seconds at most) for the mover to hold announcements.
-		for range 500 {
-			if i, err := mover.Info(ctx); err == nil && i.NumAckPending > 0 {
-				break
-			}
-			if err := pause(ctx, 10*time.Millisecond); err != nil {
-				return "", err
-			}
-		}
-		h.stopManager()
-		i, err := mover.Info(ctx)
-		if err != nil {
-			return "", err
-		}
-		var moved uint64
+	moved := func() uint64 {
+		var sum uint64
 		for _, f := range flows {
 			n, _ := count(ctx, h.js, f.deadStream, f.deadS)
-			moved += n
+			sum += n
 		}
-		tries = append(tries, fmt.Sprintf("try %d: stopped with %d letters moved, %d announcements handed out unacknowledged, %d waiting",
-			try, moved, i.NumAckPending, i.NumPending))
-		if err := pause(ctx, time.Second); err != nil {
+		return sum
+	}
+	before := moved()
+	sent := make(chan error, len(flows))
+	for _, f := range flows {
+		go func() {
+			for k := range burst {
+				if err := f.send(ctx, h.js, fmt.Sprintf("%s-burst-%03d", f.ns, k), k%4, poisonTerm); err != nil {
+					sent <- err
+					return
+				}
+			}
+			sent <- nil
+		}()
+	}
+	for range flows {
+		if err := <-sent; err != nil {
 			return "", err
-		}
-		if err := h.startManager(); err != nil {
-			return "", err
-		}
-		if i.NumAckPending > 0 {
-			break
 		}
 	}
-	return strings.Join(tries, "; ") + "; a new manager started a second after each stop", nil
+	// Stop once a fifth of the burst is moved.
+	goal := before + uint64(len(flows)*burst/5)
+	for moved() < goal {
+		if err := pause(ctx, 5*time.Millisecond); err != nil {
+			return "", fmt.Errorf("the mover moved %d letters of the burst: %w", moved()-before, err)
+		}
+	}
+	h.stopManager()
+	i, err := mover.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	at := moved() - before
+	if err := pause(ctx, time.Second); err != nil {
+		return "", err
+	}
+	if err := h.startManager(); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("stopped with %d of the burst's %d letters moved, %d announcements handed out unacknowledged, %d not yet handed out; a new manager started a second later",
+		at, len(flows)*burst, i.NumAckPending, i.NumPending), nil
 }
 
 // killConsumers kills each flow's consumer the moment its handler has
