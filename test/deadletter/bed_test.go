@@ -57,6 +57,10 @@ const (
 	workerStopGrace = 10 * time.Second
 )
 
+// DLQ_SABOTAGE=no-dedup runs the ExactlyOnce consumers without their dedup
+// record: the message processed when a consumer is killed is processed
+// again by the next, and the test must fail saying so.
+
 // size is how many messages each flow publishes and how many of them are
 // poison: DLQ_MESSAGES (2000 by default; `make test-deadletter-long` runs
 // 10,000) and DLQ_POISON (one in fifty by default, half of each kind).
@@ -332,6 +336,7 @@ func (f *flow) handle(_ context.Context, d *hubflow.Delivery) error {
 	f.mu.Unlock()
 	if w != nil && f.crash.CompareAndSwap(true, false) {
 		// The side effect is done; the process dies before it says so.
+		w.killed.Store(true)
 		w.c.Close()
 		f.crashed <- id
 	}
@@ -358,7 +363,7 @@ func (f *flow) startWorker(ctx context.Context) error {
 		hubflow.WithPullExpiry(2500 * time.Millisecond),
 	}
 	w := &worker{done: make(chan error, 1)}
-	if f.sem == hubflowv1.ExactlyOnce {
+	if f.sem == hubflowv1.ExactlyOnce && os.Getenv("DLQ_SABOTAGE") != "no-dedup" {
 		d, err := hubflow.OpenFileDedup(f.dedupPath, false)
 		if err != nil {
 			return err
@@ -480,6 +485,7 @@ type stored struct {
 	subject string
 	header  nats.Header
 	data    []byte
+	time    time.Time // when the stream stored it
 }
 
 // readAll reads every message of stream on subject (all when empty),
@@ -536,7 +542,7 @@ func readOnce(ctx context.Context, js jetstream.JetStream, stream, subject strin
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, stored{seq: md.Sequence.Stream, subject: m.Subject(), header: m.Headers(), data: m.Data()})
+			out = append(out, stored{seq: md.Sequence.Stream, subject: m.Subject(), header: m.Headers(), data: m.Data(), time: md.Timestamp})
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return nil, err
@@ -561,8 +567,13 @@ func count(ctx context.Context, js jetstream.JetStream, stream, subject string) 
 	return info.State.Subjects[subject], nil
 }
 
-// until calls check until it succeeds or within has passed, returning its
-// last error then.
+// permanent marks an error waiting cannot cure.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// until calls check until it succeeds, returns a permanent error or within
+// has passed, returning its last error then.
 func until(ctx context.Context, within time.Duration, check func() error) error {
 	deadline := time.Now().Add(within)
 	for {
@@ -570,7 +581,7 @@ func until(ctx context.Context, within time.Duration, check func() error) error 
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		if errors.As(err, new(permanent)) || time.Now().After(deadline) {
 			return err
 		}
 		if perr := pause(ctx, 100*time.Millisecond); perr != nil {

@@ -34,6 +34,9 @@ import (
 // throughout it, so each fault lands while some are dying.
 const publishSpread = 20 * time.Second
 
+// clock is how the test's log writes a time.
+const clock = "15:04:05.000"
+
 func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 	messages, poison := size(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute+time.Duration(messages)*20*time.Millisecond)
@@ -102,7 +105,7 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 			t.Errorf("fault %q not carried out: %v", s.name, err)
 			continue
 		}
-		t.Logf("fault at %2.0f%% published: %s: %s (%s)", s.at*100, s.name, what, time.Since(start).Round(time.Millisecond))
+		t.Logf("fault at %2.0f%% published, %s..%s: %s: %s", s.at*100, start.UTC().Format(clock), time.Now().UTC().Format(clock), s.name, what)
 	}
 	for range flows {
 		if err := <-published; err != nil {
@@ -138,7 +141,7 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 				return fmt.Errorf("%s: %d dead letters of %d poison messages", f.sem, n, len(want[f]))
 			}
 			if err := f.runErr(); err != nil {
-				return err
+				return permanent{err}
 			}
 			if missing := f.unprocessed(messages, poison); len(missing) > 0 {
 				return fmt.Errorf("%s: %d good messages not processed yet, first %v", f.sem, len(missing), missing[:min(len(missing), 5)])
@@ -149,7 +152,9 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 	if err != nil {
 		t.Errorf("the flows did not finish: %v", err)
 	}
-	t.Logf("all dead letters moved and good messages processed %s after the start", time.Since(began).Round(time.Millisecond))
+	if err == nil {
+		t.Logf("all dead letters moved and good messages processed %s after the start", time.Since(began).Round(time.Millisecond))
+	}
 	// A move cut short comes back after the mover's ack wait: a second
 	// copy would show by then.
 	if err := pause(ctx, 2*moverAckWait+2*time.Second); err != nil {
@@ -163,7 +168,9 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 		if err := f.runErr(); err != nil {
 			t.Error(err)
 		}
-		f.checkLetters(t, want[f], letters)
+		if missing := f.checkLetters(t, want[f], letters); len(missing) > 0 {
+			h.explainMissing(ctx, t, f, want[f], missing)
+		}
 		f.checkGood(t, messages, poison)
 		f.checkHeld(ctx, t, k8s, len(letters))
 	}
@@ -309,7 +316,7 @@ func (f *flow) unprocessed(messages, poison int) []string {
 // checkLetters: each poison message the source stream holds is in the
 // dead-letter stream exactly once, with the right provenance; a good one
 // there (its acknowledgement lost maxDeliver times) is there once too.
-func (f *flow) checkLetters(t *testing.T, poison map[uint64]stored, letters []stored) {
+func (f *flow) checkLetters(t *testing.T, poison map[uint64]stored, letters []stored) (missing []uint64) {
 	t.Helper()
 	bySeq := map[uint64][]stored{}
 	for _, l := range letters {
@@ -320,7 +327,7 @@ func (f *flow) checkLetters(t *testing.T, poison map[uint64]stored, letters []st
 		}
 		bySeq[seq] = append(bySeq[seq], l)
 	}
-	var missing, twice, good []uint64
+	var twice, good []uint64
 	reasons := map[string]int{}
 	for seq, orig := range poison {
 		got := bySeq[seq]
@@ -353,6 +360,33 @@ func (f *flow) checkLetters(t *testing.T, poison map[uint64]stored, letters []st
 	}
 	t.Logf("%s: %d dead letters for %d poison messages (%v); %d good messages set aside after %d failed deliveries",
 		f.sem, len(letters), len(poison), reasons, len(good), maxDeliver)
+	return missing
+}
+
+// explainMissing says, for each poison message without a dead letter, when
+// it was stored and whether the capture stream holds the server's
+// announcement of it: none means the announcement was never captured; one
+// means the mover did not move it.
+func (h *hub) explainMissing(ctx context.Context, t *testing.T, f *flow, poison map[uint64]stored, missing []uint64) {
+	t.Helper()
+	captured, err := readAll(ctx, h.js, controllers.CaptureStream, "")
+	if err != nil {
+		t.Logf("reading the capture stream: %v", err)
+		return
+	}
+	announced := map[uint64][]string{}
+	for _, m := range captured {
+		a, err := deadletter.ParseAdvisory(m.subject, m.data)
+		if err != nil || a.Stream != f.stream {
+			continue
+		}
+		announced[a.StreamSeq] = append(announced[a.StreamSeq], fmt.Sprintf("%s after %d deliveries, captured %s", a.Reason, a.Deliveries, m.time.UTC().Format(clock)))
+	}
+	for _, seq := range head(missing) {
+		orig := poison[seq]
+		t.Logf("%s: no dead letter for %s (%s, source sequence %d, stored %s); the capture stream holds %d announcement(s) of it: %v",
+			f.sem, orig.header.Get(idHeader), orig.header.Get(poisonHeader), seq, orig.time.UTC().Format(clock), len(announced[seq]), announced[seq])
+	}
 }
 
 func (f *flow) checkProvenance(t *testing.T, orig, letter stored) {
