@@ -26,6 +26,7 @@ import (
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/deadletter"
 	"github.com/hubflow/hubflow/internal/semantic"
 	"github.com/hubflow/hubflow/internal/testenv"
 	"github.com/hubflow/hubflow/internal/testhub"
@@ -95,6 +96,10 @@ type hub struct {
 
 	mu  sync.Mutex
 	mgr *testhub.Manager
+	// heard is every announcement the test's own subscription received,
+	// by "<stream>:<sequence>", to tell an announcement the server never
+	// sent from one the capture stream did not store.
+	heard map[string][]string
 }
 
 func startHub(t *testing.T) *hub {
@@ -130,6 +135,23 @@ func startHub(t *testing.T) *hub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.stopManager() })
+	h.heard = map[string][]string{}
+	for _, subject := range deadletter.CaptureSubjects {
+		sub, err := h.js.Conn().Subscribe(subject, func(m *nats.Msg) {
+			a, err := deadletter.ParseAdvisory(m.Subject, m.Data)
+			if err != nil {
+				return
+			}
+			h.mu.Lock()
+			key := fmt.Sprintf("%s:%d", a.Stream, a.StreamSeq)
+			h.heard[key] = append(h.heard[key], fmt.Sprintf("%s after %d deliveries, heard %s", a.Reason, a.Deliveries, time.Now().UTC().Format("15:04:05.000")))
+			h.mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
 	return h
 }
 

@@ -384,8 +384,11 @@ func (h *hub) explainMissing(ctx context.Context, t *testing.T, f *flow, poison 
 	}
 	for _, seq := range head(missing) {
 		orig := poison[seq]
-		t.Logf("%s: no dead letter for %s (%s, source sequence %d, stored %s); the capture stream holds %d announcement(s) of it: %v",
-			f.sem, orig.header.Get(idHeader), orig.header.Get(poisonHeader), seq, orig.time.UTC().Format(clock), len(announced[seq]), announced[seq])
+		h.mu.Lock()
+		heard := h.heard[fmt.Sprintf("%s:%d", f.stream, seq)]
+		h.mu.Unlock()
+		t.Logf("%s: no dead letter for %s (%s, source sequence %d, stored %s); the capture stream holds %d announcement(s) of it: %v; the test's own subscription heard %v",
+			f.sem, orig.header.Get(idHeader), orig.header.Get(poisonHeader), seq, orig.time.UTC().Format(clock), len(announced[seq]), announced[seq], heard)
 	}
 }
 
