@@ -64,6 +64,10 @@ test: manifests generate fmt vet envtest helm verify-image ## Run all tests agai
 faults-soak: ## Run the fault suite SOAK_COUNT times (20) in a row under CPU load (pkg/hubflow's tests in a loop + one busy loop per CPU); stops at the first failure with its dump.
 	SOAK_COUNT="$(or $(SOAK_COUNT),20)" GO="$(GO)" hack/faults-soak.sh
 
+.PHONY: test-deadletter-long
+test-deadletter-long: envtest ## Run the dead-letter conformance under faults with DLQ_MESSAGES (10000) messages per semantic, DLQ_POISON (1 in 50) of them poison.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" DLQ_MESSAGES="$(or $(DLQ_MESSAGES),10000)" $(GO) test ./test/deadletter -count=1 -v -timeout 30m
+
 .PHONY: demo
 demo: envtest ## Run hubflow end to end locally: control plane, 3-node NATS, manager, the sample flows (ARGS=--keep to explore).
 	@echo "compiling the demo (the manager, NATS and the client library; a minute on a cold cache)…"
