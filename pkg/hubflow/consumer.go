@@ -210,7 +210,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	},
 		jetstream.PullMaxMessages(c.o.batch),
 		jetstream.PullExpiry(c.o.pullExpiry),
-		jetstream.PullHeartbeat(c.o.pullExpiry/5),
+		jetstream.PullHeartbeat(pullHeartbeat(c.o.pullExpiry)),
 		jetstream.ConsumeErrHandler(func(cc jetstream.ConsumeContext, err error) {
 			switch {
 			case errors.Is(err, jetstream.ErrConnectionClosed):
@@ -282,3 +282,10 @@ func (c *Consumer) Conn() *nats.Conn { return c.nc }
 
 // Binding is the binding the consumer was made from.
 func (c *Consumer) Binding() binding.Binding { return c.b }
+
+// pullHeartbeat is the idle heartbeat asked of the server for a pull of the
+// given expiry: a fifth of it, kept inside what nats.go accepts (500ms to
+// 30s, and at most half the expiry).
+func pullHeartbeat(expiry time.Duration) time.Duration {
+	return min(max(expiry/5, 500*time.Millisecond), 30*time.Second, expiry/2)
+}
