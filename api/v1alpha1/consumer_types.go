@@ -26,6 +26,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.backoff) || !has(self.maxDeliver) || self.maxDeliver > size(self.backoff)",fieldPath=".backoff",reason=FieldValueInvalid,message="backoff must have fewer entries than maxDeliver: ackWait covers the first delivery and each backoff entry one more, so entries past maxDeliver would never be used"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || !has(self.semantic) || self.semantic != 'AtMostOnce'",fieldPath=".deadLetter",reason=FieldValueForbidden,message="deadLetter does not apply to an AtMostOnce consumer: it does not acknowledge, so no message is ever given up on"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || self.deadLetter.topicRef.name != self.topicRef.name",fieldPath=".deadLetter.topicRef.name",reason=FieldValueInvalid,message="deadLetter.topicRef must name another Topic than topicRef: a Topic cannot take its own dead letters"
+// +kubebuilder:validation:XValidation:rule="!has(self.push) || !has(self.push.ordered) || !self.push.ordered || !has(self.maxAckPending) || self.maxAckPending == 1",fieldPath=".maxAckPending",reason=FieldValueInvalid,message="an ordered push consumer has one message out at a time: leave maxAckPending unset (or 1)"
 // +kubebuilder:validation:XValidation:rule="has(self.durableName) == has(oldSelf.durableName)",fieldPath=".durableName",reason=FieldValueForbidden,message="durableName cannot be added or removed after creation: it names the JetStream consumer"
 // +kubebuilder:validation:XValidation:rule="has(self.semantic) == has(oldSelf.semantic) && (!has(self.semantic) || (self.semantic == 'AtMostOnce') == (oldSelf.semantic == 'AtMostOnce'))",fieldPath=".semantic",reason=FieldValueForbidden,message="semantic cannot be added, removed, or changed between AtMostOnce and an acknowledged semantic after creation: JetStream cannot change a consumer's ack policy; create a new Consumer"
 type ConsumerSpec struct {
@@ -104,6 +105,15 @@ type ConsumerSpec struct {
 	// +optional
 	DeadLetter *DeadLetter `json:"deadLetter,omitempty"`
 
+	// Push has hubflow's gateway deliver this consumer's messages to an
+	// HTTP endpoint, with the consumer's semantic: a 2xx answer
+	// acknowledges, a 5xx or a timeout redelivers after the backoff, a 4xx
+	// terminates the message (into the deadLetter Topic when one is
+	// declared). Each request carries an Idempotency-Key header, the same
+	// on every redelivery, so the endpoint can drop repeats.
+	// +optional
+	Push *PushEndpoint `json:"push,omitempty"`
+
 	// BindingSecretName is the Secret the consumer's binding is written to.
 	// Defaults to "<name>-binding".
 	// +optional
@@ -118,6 +128,36 @@ type ConsumerSpec struct {
 	// durable owned by another hubflow object or cluster is never adopted.
 	// +optional
 	AdoptExisting bool `json:"adoptExisting,omitempty"`
+}
+
+// PushEndpoint is where the gateway delivers a Consumer's messages.
+type PushEndpoint struct {
+	// URL the messages are POSTed to.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	URL string `json:"url"`
+
+	// Timeout of one request; past it the message is redelivered. Default
+	// 10s; capped a second below the consumer's ackWait, so a slow answer
+	// is not redelivered while it is still awaited.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// Concurrency is how many requests each gateway replica has in flight
+	// for this consumer. Default 4. Ignored when ordered.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	Concurrency *int32 `json:"concurrency,omitempty"`
+
+	// Ordered delivers one message at a time, in stream order, from one
+	// gateway replica at a time: the next is sent only once the previous
+	// one is acknowledged.
+	// +optional
+	Ordered bool `json:"ordered,omitempty"`
 }
 
 // DeadLetter is where a Consumer's undeliverable messages go.

@@ -91,7 +91,7 @@ func run(ctx context.Context, s settings, log logr.Logger) error {
 	// Topics and Producers are read from a cache: a publish costs no API
 	// request beyond the (cached) TokenReview.
 	objects, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
-		&hubflowv1.Topic{}: {}, &hubflowv1.Producer{}: {},
+		&hubflowv1.Topic{}: {}, &hubflowv1.Producer{}: {}, &hubflowv1.Consumer{}: {},
 	}})
 	if err != nil {
 		return err
@@ -101,6 +101,9 @@ func run(ctx context.Context, s settings, log logr.Logger) error {
 		return err
 	}
 	if _, err := objects.GetInformer(ctx, &hubflowv1.Producer{}); err != nil {
+		return err
+	}
+	if _, err := objects.GetInformer(ctx, &hubflowv1.Consumer{}); err != nil {
 		return err
 	}
 	if !objects.WaitForCacheSync(ctx) {
@@ -122,6 +125,12 @@ func run(ctx context.Context, s settings, log logr.Logger) error {
 		nc.Close()
 		return err
 	}
+	// Push delivery to the endpoints Consumers declare (spec.push) stops
+	// with the API: its requests in flight are settled first.
+	pushCtx, stopPush := context.WithCancel(context.Background())
+	pushed := make(chan error, 1)
+	pusher := &gateway.Pusher{Reader: objects, NATS: nc, Log: log.WithName("push"), Registry: registry}
+	go func() { pushed <- pusher.Run(pushCtx) }()
 	api := &http.Server{Addr: s.listen, Handler: g, ReadHeaderTimeout: 10 * time.Second}
 	metrics := &http.Server{Addr: s.metrics, Handler: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
 	errs := make(chan error, 2)
@@ -135,6 +144,7 @@ func run(ctx context.Context, s settings, log logr.Logger) error {
 	log.Info("gateway serving", "listen", s.listen, "nats", natsconn.RedactURL(s.nats.URL))
 	select {
 	case err := <-errs:
+		stopPush()
 		nc.Close()
 		return err
 	case <-ctx.Done():
@@ -148,5 +158,7 @@ func run(ctx context.Context, s settings, log logr.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.drainTimeout)
 	defer cancel()
 	err = errors.Join(api.Shutdown(sctx), metrics.Shutdown(sctx))
+	stopPush()
+	err = errors.Join(err, <-pushed)
 	return errors.Join(err, nc.Drain())
 }

@@ -366,3 +366,5 @@ func get(t *testing.T, url string) int {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func contextWithCancel() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }

@@ -53,6 +53,11 @@ func Consumer(t *hubflowv1.Topic, c *hubflowv1.Consumer, sem hubflowv1.DeliveryS
 	if c.Spec.MaxAckPending != nil {
 		cfg.MaxAckPending = int(*c.Spec.MaxAckPending)
 	}
+	if c.Spec.Push != nil && c.Spec.Push.Ordered {
+		// One message out at a time, whichever gateway replica pulls it:
+		// the next is handed out only once this one is acknowledged.
+		cfg.MaxAckPending = 1
+	}
 	if c.Spec.MaxDeliver != nil {
 		cfg.MaxDeliver = int(*c.Spec.MaxDeliver)
 	}

@@ -23,6 +23,8 @@ spec: {subjects: [orders, orders.*.eu, orders.>], replicas: 5}`},
 spec: {topicRef: {name: t}, ackWait: 12h, backoff: [1s, 12h]}`},
 	// JetStream refuses len(BackOff) > MaxDeliver; the operator sends ackWait
 	// followed by backoff, so maxDeliver 3 with two entries is the longest list.
+	{"consumer pushed to an endpoint", `kind: Consumer
+spec: {topicRef: {name: t}, push: {url: "https://crm.example.com/hook", timeout: 5s, concurrency: 8}}`},
 	{"producer open to the gateway", `kind: Producer
 spec: {topicRef: {name: t}, gateway: {serviceAccounts: [checkout, billing], requestsPerSecond: 100}}`},
 	{"consumer ExactlyOnce with maxDeliver and a dead-letter Topic", `kind: Consumer

@@ -155,6 +155,10 @@ spec: {topicRef: {name: t}, semantic: AtMostOnce, maxAckPending: 10}`, "spec.max
 spec: {topicRef: {name: t}, gateway: {serviceAccounts: []}}`, "spec.gateway.serviceAccounts", []string{"should have at least 1 items"}},
 	{"producer gateway ServiceAccount not a name", `kind: Producer
 spec: {topicRef: {name: t}, gateway: {serviceAccounts: [Checkout_1]}}`, "spec.gateway.serviceAccounts[0]", []string{"should match"}},
+	{"consumer ordered push with maxAckPending", `kind: Consumer
+spec: {topicRef: {name: t}, maxAckPending: 5, push: {url: "https://crm.example.com/hook", ordered: true}}`, "spec.maxAckPending", []string{"an ordered push consumer has one message out at a time"}},
+	{"consumer push url not http", `kind: Consumer
+spec: {topicRef: {name: t}, push: {url: "ftp://crm.example.com"}}`, "spec.push.url", []string{"should match"}},
 	{"consumer AtMostOnce with deadLetter", `kind: Consumer
 spec: {topicRef: {name: t}, semantic: AtMostOnce, deadLetter: {topicRef: {name: dead}}}`, "spec.deadLetter", []string{"Forbidden", "deadLetter does not apply to an AtMostOnce consumer"}},
 	{"consumer dead letters into its own Topic", `kind: Consumer

@@ -1,0 +1,174 @@
+package gateway_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/deadletter"
+	"github.com/hubflow/hubflow/internal/gateway"
+	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testkube"
+)
+
+// endpoint records what it was sent and answers by the payload: "ok" 200,
+// "flaky" 503 the first time then 200, "bad" 400, "down" always 500.
+type endpoint struct {
+	mu    sync.Mutex
+	calls []string // "<payload> <delivery> <idempotency key>"
+	seen  map[string]int
+}
+
+func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	e.mu.Lock()
+	e.calls = append(e.calls, fmt.Sprintf("%s %s %s", body, r.Header.Get(gateway.HeaderDelivery), r.Header.Get(gateway.IdempotencyKeyHeader)))
+	e.seen[string(body)]++
+	n := e.seen[string(body)]
+	e.mu.Unlock()
+	switch {
+	case string(body) == "bad":
+		http.Error(w, "amount is negative", http.StatusBadRequest)
+	case string(body) == "down", string(body) == "flaky" && n == 1:
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+	}
+}
+
+func (e *endpoint) snapshot() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.calls)
+}
+
+func startPusher(t *testing.T) {
+	t.Helper()
+	nc := hubNATSConn(t)
+	p := &gateway.Pusher{Reader: k8s, NATS: nc, Log: logr.Discard(), Interval: 200 * time.Millisecond, Registry: prometheus.NewRegistry()}
+	pctx, cancel := contextWithCancel()
+	done := make(chan struct{})
+	go func() { _ = p.Run(pctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func pushConsumer(t *testing.T, ns, topic string, url string, edit func(*hubflowv1.Consumer)) *hubflowv1.Consumer {
+	t.Helper()
+	c := testkube.Consumer(ns, "webhook", topic)
+	c.Spec.Push = &hubflowv1.PushEndpoint{URL: url}
+	if edit != nil {
+		edit(c)
+	}
+	if err := k8s.Create(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	testkube.Eventually(t, 30*time.Second, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(c), c); err != nil {
+			return err
+		}
+		if c.Status.DurableName == "" {
+			return fmt.Errorf("consumer not Ready: %v", c.Status.Conditions)
+		}
+		return nil
+	})
+	return c
+}
+
+// An acknowledged push consumer: 2xx acknowledges, 5xx redelivers the same
+// message under the same Idempotency-Key, 4xx terminates it, into the
+// dead-letter Topic.
+func TestPushKeepsTheConsumersSemantic(t *testing.T) {
+	ns := testkube.Namespace(t, k8s)
+	flow(t, ns, "orders", hubflowv1.ExactlyOnce, nil)
+	flow(t, ns, "dead", hubflowv1.AtLeastOnce, nil)
+	ep := &endpoint{seen: map[string]int{}}
+	srv := httptest.NewServer(ep)
+	t.Cleanup(srv.Close)
+	cons := pushConsumer(t, ns, "orders", srv.URL, func(c *hubflowv1.Consumer) {
+		c.Spec.AckWait = &metav1.Duration{Duration: 2 * time.Second}
+		c.Spec.Backoff = []metav1.Duration{{Duration: time.Second}}
+		c.Spec.DeadLetter = &hubflowv1.DeadLetter{TopicRef: hubflowv1.TopicReference{Name: "dead"}}
+	})
+	startPusher(t)
+	for i, body := range []string{"ok", "flaky", "bad"} {
+		m := nats.NewMsg(ns + ".orders")
+		m.Data = []byte(body)
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("order-%d", i))
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream := semantic.StreamName(ns, "orders")
+	testkube.Eventually(t, 30*time.Second, func() error {
+		info, err := js.Consumer(ctx, stream, cons.Status.DurableName)
+		if err != nil {
+			return err
+		}
+		ci := info.CachedInfo()
+		if ci.NumPending != 0 || ci.NumAckPending != 0 || len(ep.snapshot()) < 4 {
+			return fmt.Errorf("pending %d, ack pending %d, calls %v", ci.NumPending, ci.NumAckPending, ep.snapshot())
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second) // past the ack wait: nothing more may come
+	got := ep.snapshot()
+	slices.Sort(got)
+	want := []string{"bad 1 order-2", "flaky 1 order-1", "flaky 2 order-1", "ok 1 order-0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("endpoint calls %v, want %v", got, want)
+	}
+	dead := semantic.StreamName(ns, "dead")
+	testkube.Eventually(t, 30*time.Second, func() error {
+		s, err := js.Stream(ctx, dead)
+		if err != nil {
+			return err
+		}
+		if s.CachedInfo().State.Msgs != 1 {
+			return fmt.Errorf("%d dead letters, want 1", s.CachedInfo().State.Msgs)
+		}
+		m, err := s.GetMsg(ctx, 1)
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != "bad" || !strings.Contains(m.Header.Get(deadletter.HeaderError), "answered 400 amount is negative") {
+			return fmt.Errorf("dead letter %q error %q", m.Data, m.Header.Get(deadletter.HeaderError))
+		}
+		return nil
+	})
+}
+
+// AtMostOnce never redelivers, whatever the endpoint answers.
+func TestPushAtMostOnceNeverRedelivers(t *testing.T) {
+	ns := testkube.Namespace(t, k8s)
+	flow(t, ns, "clicks", hubflowv1.AtMostOnce, nil)
+	ep := &endpoint{seen: map[string]int{}}
+	srv := httptest.NewServer(ep)
+	t.Cleanup(srv.Close)
+	pushConsumer(t, ns, "clicks", srv.URL, nil)
+	startPusher(t)
+	time.Sleep(time.Second) // the pusher picks the Consumer up
+	if _, err := js.Publish(ctx, ns+".clicks", []byte("down")); err != nil {
+		t.Fatal(err)
+	}
+	testkube.Eventually(t, 30*time.Second, func() error {
+		if len(ep.snapshot()) == 0 {
+			return fmt.Errorf("not delivered")
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second)
+	if got := ep.snapshot(); len(got) != 1 {
+		t.Errorf("endpoint calls %v, want one", got)
+	}
+}
