@@ -158,6 +158,7 @@ func (d *deadLetters) NeedLeaderElection() bool { return true }
 func (d *deadLetters) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("dead-letters")
 	go d.bursts.flushEvery(ctx, d.recorder, d.wakeConsumers)
+	go d.hear(ctx, log)
 	// A capture stream from an earlier run means there may be letters to
 	// move. Otherwise the first Consumer with a dead-letter Topic creates it
 	// (ensureCapture); until then the mover asks the server nothing.
@@ -235,8 +236,8 @@ func (d *deadLetters) run(ctx context.Context, log logr.Logger) error {
 	}
 }
 
-// move handles one announcement; every path acknowledges it or asks for it
-// again later, never both.
+// move handles one announcement from the capture stream; every path
+// acknowledges it or asks for it again later, never both.
 func (d *deadLetters) move(ctx context.Context, log logr.Logger, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -249,57 +250,136 @@ func (d *deadLetters) move(ctx context.Context, log logr.Logger, msg jetstream.M
 		_ = msg.Ack()
 		return
 	}
+	// A redelivered announcement may have been moved already, possibly
+	// longer ago than the dead-letter stream's duplicate window; not before
+	// it was stored.
+	switch d.moveOne(ctx, a, meta.NumDelivered > 1, meta.Timestamp.Add(-deadLetterClockSkew)) {
+	case moveRetry:
+		_ = msg.NakWithDelay(deadLetterRetry)
+		return
+	case movePublished:
+		if hook := testHooks.afterDeadLetterPublish.Load(); hook != nil && (*hook)() {
+			return // a crash between the publish and the acknowledgement
+		}
+	}
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.V(1).Info("announcement not acknowledged; it comes back and the move is found done", "error", err.Error())
+	}
+}
+
+type moveOutcome int
+
+const (
+	moveDone      moveOutcome = iota // nothing to move, or moved earlier
+	movePublished                    // the dead letter is stored now
+	moveRetry                        // not now: try again later
+)
+
+// moveOne moves the message a announces, unless it is not this cluster's
+// or, when check is set, a dead letter of it was stored since since.
+func (d *deadLetters) moveOne(ctx context.Context, a deadletter.Advisory, check bool, since time.Time) moveOutcome {
 	c, ok := d.owner(ctx, a.Stream, a.Consumer)
 	if !ok {
-		_ = msg.Ack() // not this cluster's, or a Consumer without a dead-letter Topic
-		return
+		return moveDone // not this cluster's, or a Consumer without a dead-letter Topic
 	}
 	dlTopic, dlStream, subject, err := d.destination(ctx, c)
 	if err != nil {
 		d.bursts.problem(c, fmt.Sprintf("cannot move dead letters yet: %v; they wait (for up to %s)", err, captureMaxAge))
-		_ = msg.NakWithDelay(deadLetterRetry)
-		return
+		return moveRetry
 	}
 	orig, err := d.original(ctx, a.Stream, a.StreamSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		deadLettersLost.WithLabelValues(c.Namespace, c.Name).Inc()
 		d.bursts.problem(c, fmt.Sprintf("message %d of stream %s was gone before it could be moved to dead-letter Topic %s (aged out or deleted)", a.StreamSeq, a.Stream, dlTopic))
-		_ = msg.Ack()
-		return
+		return moveDone
 	}
 	if err != nil {
-		_ = msg.NakWithDelay(deadLetterRetry)
-		return
+		return moveRetry
 	}
 	src := deadletter.Source{Topic: semantic.Owner(c.Namespace, c.Spec.TopicRef.Name), Consumer: semantic.Owner(c.Namespace, c.Name)}
 	letter := deadletter.Letter(subject, src, a, orig)
-	if meta.NumDelivered > 1 {
-		// An earlier attempt may have published it, possibly longer ago than
-		// the dead-letter stream's duplicate window. It cannot have published
-		// before the announcement was stored.
-		found, err := d.published(ctx, dlStream, subject, letter.Header.Get(nats.MsgIdHdr), meta.Timestamp.Add(-deadLetterClockSkew))
+	if check {
+		found, err := d.published(ctx, dlStream, subject, letter.Header.Get(nats.MsgIdHdr), since)
 		if err != nil {
-			_ = msg.NakWithDelay(deadLetterRetry)
-			return
+			return moveRetry
 		}
 		if found {
-			_ = msg.DoubleAck(ctx)
-			return
+			return moveDone
 		}
 	}
 	if _, err := d.js.PublishMsg(ctx, letter, jetstream.WithExpectStream(dlStream)); err != nil {
 		d.bursts.problem(c, fmt.Sprintf("dead-letter Topic %s refused a dead letter: %v; trying again", dlTopic, err))
-		_ = msg.NakWithDelay(deadLetterRetry)
-		return
-	}
-	if hook := testHooks.afterDeadLetterPublish.Load(); hook != nil && (*hook)() {
-		return // a crash between the publish and the acknowledgement
-	}
-	if err := msg.DoubleAck(ctx); err != nil {
-		log.V(1).Info("announcement not acknowledged; it comes back and the move is found done", "error", err.Error())
+		return moveRetry
 	}
 	deadLettersTotal.WithLabelValues(c.Namespace, c.Name, string(a.Reason)).Inc()
 	d.bursts.moved(c, dlTopic)
+	return movePublished
+}
+
+// DeadLetterFallbackAfter is how long after the server's announcement the
+// manager checks that the capture stream stored it. The announcement is a
+// plain publish: while the capture stream has no leader (a node lost, an
+// election) it is stored nowhere. The manager hears each announcement
+// itself too; one the capture stream does not hold by then is moved from
+// what it heard. One that is held is left to the mover, so each is moved
+// by one path.
+const DeadLetterFallbackAfter = 5 * time.Second
+
+// fallbackRetries bounds how often a heard announcement that cannot be
+// moved yet is tried again (every deadLetterRetry).
+const fallbackRetries = 720
+
+// hear subscribes to the announcements while the manager leads.
+func (d *deadLetters) hear(ctx context.Context, log logr.Logger) {
+	var subs []*nats.Subscription
+	for _, subject := range deadletter.CaptureSubjects {
+		sub, err := d.nc.Subscribe(subject, func(m *nats.Msg) {
+			a, err := deadletter.ParseAdvisory(m.Subject, m.Data)
+			if err != nil {
+				return
+			}
+			time.AfterFunc(DeadLetterFallbackAfter, func() { d.fallback(ctx, log, m.Subject, a, 0) })
+		})
+		if err != nil {
+			log.Error(err, "hearing dead-letter announcements; only the capture stream has them", "subject", subject)
+			continue
+		}
+		subs = append(subs, sub)
+	}
+	<-ctx.Done()
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// fallback moves a heard announcement the capture stream does not hold.
+func (d *deadLetters) fallback(ctx context.Context, log logr.Logger, subject string, a deadletter.Advisory, attempt int) {
+	if ctx.Err() != nil || !d.captured.Load() {
+		return
+	}
+	if _, ok := d.owner(ctx, a.Stream, a.Consumer); !ok {
+		return
+	}
+	since := a.Time.Add(-deadLetterClockSkew)
+	held := false
+	err := d.scan(ctx, CaptureStream, subject, &since, false, func(m jetstream.Msg) bool {
+		if b, err := deadletter.ParseAdvisory(m.Subject(), m.Data()); err == nil && b.StreamSeq == a.StreamSeq && b.Reason == a.Reason {
+			held = true
+		}
+		return !held
+	})
+	if err == nil && held {
+		return
+	}
+	outcome := moveRetry
+	if err == nil {
+		log.Info("the capture stream missed an announcement; moving the dead letter from what the manager heard",
+			"stream", a.Stream, "durable", a.Consumer, "sequence", a.StreamSeq)
+		outcome = d.moveOne(ctx, a, true, since)
+	}
+	if outcome == moveRetry && attempt < fallbackRetries {
+		time.AfterFunc(deadLetterRetry, func() { d.fallback(ctx, log, subject, a, attempt+1) })
+	}
 }
 
 // owner is the Consumer that owns durable on stream and declares a

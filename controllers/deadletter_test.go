@@ -112,7 +112,7 @@ func waitLetters(t *testing.T, stream, subject string, n int) []*jetstream.RawSt
 		}
 		return nil
 	})
-	time.Sleep(2 * testDeadLetterAckWait)
+	time.Sleep(max(2*testDeadLetterAckWait, controllers.DeadLetterFallbackAfter+time.Second))
 	got := letters(t, stream, subject)
 	if len(got) != n {
 		t.Fatalf("%d dead letters on %s after the mover's redelivery time, want %d: a message was set aside twice", len(got), subject, n)
@@ -290,6 +290,47 @@ func TestDeadLettersWaitForTheMoverAndTheTopic(t *testing.T) {
 	if string(got[0].Data) != "lost without a dead-letter Topic" {
 		t.Errorf("letter %q", got[0].Data)
 	}
+}
+
+// The server's announcement is a plain publish: one made while the
+// capture stream has no leader is stored nowhere. The manager heard it too,
+// and moves the message once it finds the capture stream without it (here
+// the stored announcement is deleted, since a real election cannot be timed
+// between the publish and the store); the mover, once back, moves no copy.
+func TestAnnouncementTheCaptureMissedIsMovedAnyway(t *testing.T) {
+	ns := namespace(t)
+	topic, dead, cons := deadLetterFlow(ns, hubflowv1.AtLeastOnce)
+	create(t, topic, dead, cons)
+	ready(t, dead)
+	ready(t, cons)
+	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
+	subject := ns + ".dead." + stream + ".billing"
+	start := controllers.StopDeadLetterMover(t)
+	capture, err := js.Stream(ctx, controllers.CaptureStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	announcement := "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + stream + ".billing"
+	work(t, stream, "billing")
+	publish(t, ns+".orders", "missed", nats.Header{poisonHeader: {"term"}})
+	var seq uint64
+	eventually(t, wait, func() error {
+		m, err := capture.GetLastMsgForSubject(ctx, announcement)
+		if err != nil {
+			return err
+		}
+		seq = m.Sequence
+		return nil
+	})
+	if err := capture.DeleteMsg(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	got := waitLetters(t, deadStream, subject, 1)
+	if string(got[0].Data) != "missed" {
+		t.Errorf("letter %q", got[0].Data)
+	}
+	start()
+	waitLetters(t, deadStream, subject, 1)
 }
 
 // Replaying sends each dead letter back to its source Topic once, under the
