@@ -102,6 +102,7 @@ func TestGraphAndStatusAgainstAnAPIServer(t *testing.T) {
 		return metav1.Condition{Type: typ, Status: s, Reason: reason, Message: msg, LastTransitionTime: now}
 	}
 	readyTopic(t, c, shop, "payments", hubflowv1.ExactlyOnce, cond)
+	readyTopic(t, c, shop, "payments-dead-letters", hubflowv1.ExactlyOnce, cond)
 	readyTopic(t, c, web, "site-activity", hubflowv1.AtMostOnce, cond)
 	setProducer(t, c, shop, "checkout", hubflowv1.ExactlyOnce, cond(hubflowv1.ConditionReady, true, "Ready", "registered"))
 	setConsumer(t, c, shop, "payment-ledger", func(s *hubflowv1.ConsumerStatus) {
@@ -167,7 +168,7 @@ func TestGraphAndStatusAgainstAnAPIServer(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		out := run("status", "-n", shop)
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`(?m)^1 of 4 objects not Ready$`),
+			regexp.MustCompile(`(?m)^1 of 5 objects not Ready$`),
 			// Not Ready first, with its reason and message.
 			regexp.MustCompile(`(?m)^KIND +NAME +READY +REASON +LAG\(PENDING/UNACKED\) +CREDENTIALS +MESSAGE\nConsumer +fraud-scoring +False +HubRejected +- +not issued yet +JetStream refused the durable: consumer ack policy can not …$`),
 			regexp.MustCompile(`(?m)^Consumer +payment-ledger +True +- +12/3 +2099-01-01T00:00:00Z \(in \d+d\d+h\) +-$`),

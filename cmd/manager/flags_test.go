@@ -33,9 +33,10 @@ func TestParseFlagsDefaults(t *testing.T) {
 			Name:          "hubflow-manager",
 			ReconnectWait: natsconn.DefaultReconnectWait,
 		},
-		bindingURL:  natsconn.DefaultURL,
-		clusterName: "default",
-		credentials: credentialSettings{ttl: 24 * time.Hour},
+		bindingURL:         natsconn.DefaultURL,
+		clusterName:        "default",
+		deadLetterReplicas: 1,
+		credentials:        credentialSettings{ttl: 24 * time.Hour},
 	}
 	s.zap = want.zap // zap's own defaults are not ours to test
 	if !reflect.DeepEqual(s, want) {
