@@ -41,8 +41,10 @@ const ConditionStreamRecreated = "StreamRecreated"
 // durable it did not create, by its spec's adoptExisting opt-in.
 const ConditionAdopted = "Adopted"
 
-// finalizer guards the JetStream object (stream or durable consumer) an
-// object owns, so deleting the object can clean it up first.
+// finalizer guards the stream of a Topic with deletionPolicy Delete, so
+// deleting the Topic can delete the stream first. Consumers carried it in
+// earlier releases; it is taken off them (their durables are collected by
+// owner metadata, see collect.go).
 const finalizer = "hubflow.io/jetstream"
 
 // conditions sets Ready and Synced for one reconcile outcome; setting any
