@@ -260,9 +260,10 @@ func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, de
 			desired.Name, time.Now().UTC().Format(time.RFC3339))
 		r.recorder.Eventf(topic, nil, corev1.EventTypeWarning, ReasonStreamRecreated, "Create",
 			"stream %s was deleted outside hubflow and has been recreated empty: its messages are lost", desired.Name)
-	} else {
-		r.recorder.Eventf(topic, nil, corev1.EventTypeNormal, "StreamCreated", "Create", "created stream %s", desired.Name)
 	}
+	// A first creation gets no event: the Ready condition says it, with
+	// its time, and an event per new Topic would be a third of the writes
+	// a large apply causes.
 	conds.ready("stream %s serves %s", desired.Name, strings.Join(desired.Subjects, ", "))
 	return nil
 }
