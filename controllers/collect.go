@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -195,7 +196,7 @@ func (o *observer) sweep(ctx context.Context, streams []*jetstream.StreamInfo, c
 			if err != nil {
 				log.V(1).Info("cannot collect durable", "stream", name, "durable", d.Name, "error", err.Error())
 			}
-			clean = clean && !collected && err == nil
+			clean = clean && !collected && !errors.Is(err, errNotCollected)
 		}
 		if clean {
 			marks[name] = mark
@@ -204,8 +205,15 @@ func (o *observer) sweep(ctx context.Context, streams []*jetstream.StreamInfo, c
 	o.swept = marks
 }
 
+// errNotCollected marks a durable the sweep meant to delete and could not:
+// the stream is looked at again at the next interval.
+var errNotCollected = errors.New("durable not collected")
+
 // collectOrphan deletes d if this cluster's hubflow made it for a Consumer
-// that is gone, and says whether it did.
+// that is gone, and says whether it did. A Consumer this manager cannot see
+// (its namespace is not among --watch-namespaces: the cache refuses to
+// answer) is never taken for gone: its durable stays, and the stream is not
+// listed again for it.
 func (o *observer) collectOrphan(ctx context.Context, stream string, d *jetstream.ConsumerInfo) (bool, error) {
 	md := d.Config.Metadata
 	if md[semantic.ClusterKey] != o.cluster {
@@ -220,7 +228,7 @@ func (o *observer) collectOrphan(ctx context.Context, stream string, d *jetstrea
 		return false, err
 	}
 	if err := o.hub.DeleteConsumer(ctx, stream, d.Name); err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: %w", errNotCollected, err)
 	}
 	ctrl.LoggerFrom(ctx).WithName("observer").Info("deleted a durable whose Consumer is gone; its messages stay in the stream",
 		"stream", stream, "durable", d.Name, "consumer", md[semantic.OwnerKey])
