@@ -74,7 +74,7 @@ demo: envtest ## Run hubflow end to end locally: control plane, 3-node NATS, man
 	$(GO) run ./cmd/demo $(ARGS)
 
 .PHONY: bench
-bench: envtest ## Measure the operator at scale (N=1000 by default: HUBFLOW_BENCH_N, _IDLE, _OBSERVE, _RESYNC); figures go to bench.txt.
+bench: envtest ## Measure the operator at scale (N=1000 Topics + Consumers by default: HUBFLOW_BENCH_N, _PRODUCERS=1, _ORDER=kind, _IDLE, _OBSERVE, _RESYNC, _QPS, _BURST, _WORKERS); figures go to bench.txt.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test ./test/bench -run '^$$' -bench . -benchtime 1x -timeout 30m | tee bench.txt
 
 .PHONY: verify-fmt

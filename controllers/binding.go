@@ -229,7 +229,7 @@ func (r reconciler) dropStaleBindings(ctx context.Context, req bindingRequest) (
 
 // report records a binding's outcome in the object's status and events:
 // status.binding, the CredentialsIssued condition, and an event only when
-// something was written. It returns false when the binding could not be
+// an existing binding was changed or restored. It returns false when the binding could not be
 // written (its conditions then say why).
 func (r reconciler) report(obj client.Object, req bindingRequest, res bindingResult, conds conditions, ref **hubflowv1.BindingReference) bool {
 	for _, name := range res.dropped {
@@ -259,16 +259,15 @@ func (r reconciler) report(obj client.Object, req bindingRequest, res bindingRes
 	if res.creds != nil {
 		validity = fmt.Sprintf(" for NATS user %s, valid until %s", res.creds.User, stamp(res.creds.Expires))
 	}
+	// A binding's first write gets no event: status.binding and the
+	// CredentialsIssued condition say all of it, and an event per new
+	// object would be most of the writes a large apply causes. Events tell
+	// what changed an existing binding, or went wrong.
 	switch {
 	case restored:
 		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "BindingRestored", "Create",
 			"binding Secret %s was deleted outside hubflow and has been written again%s", req.secret, validity)
-	case res.created && minted:
-		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "CredentialsIssued", "Create",
-			"wrote binding Secret %s with credentials%s", req.secret, validity)
 	case res.created:
-		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "BindingCreated", "Create",
-			"wrote binding Secret %s without credentials: the hub runs without auth", req.secret)
 	case minted && res.minted == credentials.Missing:
 		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "CredentialsIssued", "Update",
 			"added credentials to binding Secret %s%s", req.secret, validity)

@@ -35,7 +35,6 @@ func TestBindingsWithoutAuth(t *testing.T) {
 		if !containsText(c.Message, obj.GetName()+"-binding") {
 			t.Errorf("%s: the condition does not name the Secret: %s", obj.GetName(), c.Message)
 		}
-		eventFor(t, obj, "BindingCreated")
 	}
 	if prod.Status.Binding == nil || prod.Status.Binding.Name != "checkout-binding" {
 		t.Errorf("producer status.binding = %+v", prod.Status.Binding)

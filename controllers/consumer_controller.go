@@ -37,11 +37,15 @@ type ConsumerReconciler struct {
 	wakeTopics chan<- event.GenericEvent
 	// deadLetters moves this cluster's dead letters and answers for them.
 	deadLetters *deadLetters
+	// departures are the deleted Consumers whose durables are still to be
+	// collected (collect.go).
+	departures departures
 }
 
 func (r *ConsumerReconciler) setup(mgr ctrl.Manager, opts controller.Options, trigger <-chan event.GenericEvent) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&hubflowv1.Consumer{}).
+		For(&hubflowv1.Consumer{}, builder.WithPredicates(notDeleted)).
+		Watches(&hubflowv1.Consumer{}, r.onDeparture()).
 		// A binding Secret deleted or edited behind hubflow's back is restored.
 		Owns(&corev1.Secret{}).
 		Watches(&hubflowv1.Topic{},
@@ -67,14 +71,19 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.client.Get(ctx, req.NamespacedName, &c); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetObject("Consumer", req.NamespacedName)
+			return ctrl.Result{}, r.collect(ctx, req.NamespacedName)
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
 	if !c.DeletionTimestamp.IsZero() {
 		return retryConflict(r.delete(ctx, &c))
 	}
-	if err := ensureFinalizer(ctx, r.client, &c); err != nil {
-		return retryConflict(err)
+	// The durable is collected once the Consumer is gone (collect.go): a
+	// finalizer an earlier release added is taken off.
+	if controllerutil.ContainsFinalizer(&c, finalizer) {
+		if err := removeFinalizer(ctx, r.client, &c); err != nil {
+			return retryConflict(err)
+		}
 	}
 	before := c.DeepCopy()
 	conds := newConditions(&c.Status.CommonStatus, c.Generation)
@@ -328,10 +337,13 @@ func (r *ConsumerReconciler) create(ctx context.Context, c *hubflowv1.Consumer, 
 	return nil
 }
 
-// delete removes the durable consumer, if this Consumer owns it: one owned
-// by another Consumer (a durable name clash) or by no one keeps its
-// acknowledgement state. Its acknowledgement state is consumer state, not
-// data: the messages stay in the Topic's stream.
+// delete serves a Consumer deleted while it still carries the finalizer of
+// an earlier release: it removes the durable consumer, if this Consumer owns
+// it, before the Consumer goes. One owned by another Consumer (a durable
+// name clash) or by no one keeps its acknowledgement state. Its
+// acknowledgement state is consumer state, not data: the messages stay in
+// the Topic's stream. Without the finalizer there is nothing to do until the
+// Consumer is gone.
 func (r *ConsumerReconciler) delete(ctx context.Context, c *hubflowv1.Consumer) error {
 	if !controllerutil.ContainsFinalizer(c, finalizer) {
 		return nil

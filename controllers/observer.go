@@ -40,17 +40,23 @@ func init() {
 //     to costs nothing;
 //   - each listed consumer's backlog goes to the metrics and, coarsely, to
 //     its status, and its config is checked once more for out-of-band edits
-//     (the advisory watch reports those through the API audit advisory).
+//     (the advisory watch reports those through the API audit advisory);
+//   - the durables of Consumers that are gone are collected (see sweep).
 type observer struct {
 	client   client.Client
 	hub      hub.Client
 	interval time.Duration
 	triggers triggers
+	// cluster is this manager's cluster name: the sweep collects only
+	// durables stamped with it.
+	cluster string
 
 	// last is what the previous look saw of each stream.
 	last map[string]streamMark
 	// exported are the label sets of the lag metrics, to drop stale ones.
 	exported map[lagKey]bool
+	// swept are the streams the sweep found nothing to collect on.
+	swept map[string]sweepMark
 }
 
 // lagKey is the label values of a consumer's lag series: namespace,
@@ -117,6 +123,7 @@ func (o *observer) observe(ctx context.Context) {
 	}
 	seen := map[lagKey]bool{}
 	marks := map[string]streamMark{}
+	listed := map[string][]*jetstream.ConsumerInfo{}
 	for stream, cs := range byStream {
 		info := byName[stream]
 		if info == nil {
@@ -131,15 +138,17 @@ func (o *observer) observe(ctx context.Context) {
 			}
 			continue
 		}
-		listed, err := o.hub.ListConsumers(ctx, stream)
+		durables, err := o.hub.ListConsumers(ctx, stream)
 		if err != nil {
 			log.V(1).Info("cannot list consumers", "stream", stream, "error", err.Error())
 			continue
 		}
-		mark.backlog = o.checkConsumers(ctx, stream, cs, listed, seen)
+		listed[stream] = durables
+		mark.backlog = o.checkConsumers(ctx, stream, cs, durables, seen)
 		marks[stream] = mark
 	}
 	o.last = marks
+	o.sweep(ctx, streams, consumers.Items, listed)
 	for key := range o.exported {
 		if !seen[key] {
 			pendingGauge.DeleteLabelValues(key[:]...)

@@ -15,7 +15,7 @@ import (
 	"github.com/hubflow/hubflow/internal/semantic"
 )
 
-// gone waits until obj no longer exists (its finalizer is dropped).
+// gone waits until obj no longer exists (its finalizer, if any, is dropped).
 func gone(t *testing.T, obj client.Object) {
 	t.Helper()
 	eventually(t, wait, func() error {
@@ -48,6 +48,9 @@ func TestDeletingARefusedConsumerKeepsTheOwnersDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone(t, clash)
+	// The durable is collected after the Consumer is gone: wait until the
+	// collector has looked at it and said why it left it.
+	eventFor(t, clash, "DurableLeftAlone")
 	d, err := js.Consumer(ctx, semantic.StreamName(ns, "orders"), "shared")
 	if err != nil {
 		t.Fatalf("the owner's durable was deleted with the Consumer that clashed with it: %v", err)
@@ -135,6 +138,7 @@ func TestUnownedObjectsAreNotAdoptedSilently(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone(t, cons)
+	eventFor(t, cons, "DurableLeftAlone")
 	if _, err := js.Consumer(ctx, name, "reader"); err != nil {
 		t.Fatalf("an unowned durable was deleted with the Consumer: %v", err)
 	}

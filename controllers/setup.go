@@ -135,7 +135,7 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 		return err
 	}
 	if opts.ObserveInterval > 0 {
-		return mgr.Add(&observer{client: mgr.GetClient(), hub: js, interval: opts.ObserveInterval, triggers: triggers})
+		return mgr.Add(&observer{client: mgr.GetClient(), hub: js, interval: opts.ObserveInterval, triggers: triggers, cluster: base.cluster})
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -48,8 +49,10 @@ const ConditionStreamRecreated = "StreamRecreated"
 // durable it did not create, by its spec's adoptExisting opt-in.
 const ConditionAdopted = "Adopted"
 
-// finalizer guards the JetStream object (stream or durable consumer) an
-// object owns, so deleting the object can clean it up first.
+// finalizer guards the stream of a Topic with deletionPolicy Delete, so
+// deleting the Topic can delete the stream first. Consumers carried it in
+// earlier releases; it is taken off them (their durables are collected by
+// owner metadata, see collect.go).
 const finalizer = "hubflow.io/jetstream"
 
 // conditions sets Ready and Synced for one reconcile outcome; setting any
@@ -115,12 +118,32 @@ func isSynced(conds []metav1.Condition) bool {
 // per reconcile at most, none when nothing changed (an idle hub makes no
 // API-server writes). A merge patch needs no resourceVersion, so a
 // concurrent spec edit does not make it fail.
+//
+// Nor is one written from a copy the cache has not updated since this
+// manager's own last write: the reconcile a Secret or durable event starts
+// moments after a write would otherwise write the same status again (a
+// third of the Consumers in a large apply). That write's watch event is on
+// its way and reconciles the object once more, with the copy it wrote.
 func patchStatus(ctx context.Context, c client.Client, obj, before client.Object, status, beforeStatus any) error {
+	uid, from := before.GetUID(), before.GetResourceVersion()
+	if last, ok := statusWrites.Load(uid); ok {
+		if last == from {
+			return nil
+		}
+		statusWrites.Delete(uid)
+	}
 	if equality.Semantic.DeepEqual(status, beforeStatus) {
 		return nil
 	}
 	if err := c.Status().Patch(ctx, obj, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("writing status: %w", err)
 	}
+	if uid != "" && from != "" && obj.GetResourceVersion() != from {
+		statusWrites.Store(uid, from)
+	}
 	return nil
 }
+
+// statusWrites holds, by object UID, the resourceVersion the manager's last
+// status write was made from, until the cache shows a newer one.
+var statusWrites sync.Map

@@ -56,7 +56,6 @@ func testProducerMatrix(t *testing.T) {
 	if prod.Status.Binding == nil || prod.Status.Binding.Name != "checkout-binding" || !strings.Contains(c.Message, "valid until") {
 		t.Errorf("status.binding %+v, condition %q", prod.Status.Binding, c.Message)
 	}
-	eventFor(t, prod, "CredentialsIssued")
 
 	dir := mount(t, ns, "checkout-binding")
 	b, err := binding.Read(dir)
