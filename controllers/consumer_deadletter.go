@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
@@ -40,11 +41,13 @@ func (r *ConsumerReconciler) syncDeadLetter(ctx context.Context, c *hubflowv1.Co
 			return err
 		}
 	}
-	held, err := r.deadLetters.held(ctx, stream, subject)
-	if err != nil {
-		return hubFailure(conds, err)
+	// The count is a report about the flow, not the flow: one that cannot
+	// be had now keeps the last figure, and the Consumer its conditions.
+	if held, err := r.deadLetters.held(ctx, stream, subject); err == nil {
+		status.Held = held
+	} else {
+		ctrl.LoggerFrom(ctx).V(1).Info("dead letters not counted; the last count stays", "stream", stream, "error", err.Error())
 	}
-	status.Held = held
 	return nil
 }
 

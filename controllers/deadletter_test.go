@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,6 +21,7 @@ import (
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/deadletter"
+	"github.com/hubflow/hubflow/internal/hub"
 	"github.com/hubflow/hubflow/internal/semantic"
 	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/pkg/binding"
@@ -521,4 +523,60 @@ func BenchmarkDeadLetterMoves(b *testing.B) {
 	b.ReportMetric(float64(b.N)/moved.Seconds(), "moves/s")
 	b.ReportMetric(float64(b.N)/published.Seconds(), "publishes/s")
 	b.ReportMetric(published.Seconds()/moved.Seconds(), "moves/publishes")
+}
+
+// Counting the held dead letters is a report, not the flow: when the count
+// cannot be had (here the dead-letter stream is gone and its Topic has not
+// noticed yet), the Consumer keeps serving and says Ready.
+func TestUncountableDeadLettersLeaveTheConsumerReady(t *testing.T) {
+	ns := namespace(t)
+	topic, dead, cons := deadLetterFlow(ns, hubflowv1.AtLeastOnce)
+	create(t, topic, dead, cons)
+	ready(t, dead)
+	ready(t, cons)
+	// Nothing repairs the stream during the test: the Topic keeps saying
+	// Ready, as it does until an advisory or the observer reports the loss.
+	controllers.DropAdvisories(t, hub.StreamDeleted, hub.StreamUpdated, hub.StreamCreated, hub.StreamCall, hub.ConsumerDeleted, hub.ConsumerCall)
+	controllers.PauseObserver(t)
+	if err := js.DeleteStream(ctx, semantic.StreamName(ns, "dead")); err != nil {
+		t.Fatal(err)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+			return err
+		}
+		cons.Spec.MaxAckPending = ptrTo(int32(50))
+		return k8s.Update(ctx, cons)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+			return err
+		}
+		for _, c := range cons.Status.Conditions {
+			if c.Type == hubflowv1.ConditionReady && c.ObservedGeneration == cons.Generation {
+				if c.Status != metav1.ConditionTrue {
+					return fmt.Errorf("Ready=%s %s: %s (stopped waiting: this is the failure)", c.Status, c.Reason, c.Message)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("generation %d not reconciled yet: %v", cons.Generation, cons.Status.Conditions)
+	})
+	// A reconcile that failed on the count and a later one that found the
+	// stream again (the Topic recreates it) would both pass the wait above:
+	// the failure shows as its Warning event. The Topic, woken by the edit,
+	// finds its stream gone and recreates it: the Consumer may truthfully
+	// say meanwhile that its dead letters wait (Ready stays True).
+	time.Sleep(2 * time.Second)
+	var list eventsv1.EventList
+	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list.Items {
+		if e.Regarding.Name == cons.Name && e.Regarding.Kind == "Consumer" && e.Type == corev1.EventTypeWarning && e.Reason != controllers.ReasonDeadLetterTopicNotReady {
+			t.Errorf("Warning %s on the Consumer: %s", e.Reason, e.Note)
+		}
+	}
 }

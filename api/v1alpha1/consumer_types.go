@@ -179,7 +179,8 @@ type DeadLetterStatus struct {
 	// +optional
 	Subject string `json:"subject,omitempty"`
 	// Held is how many of this Consumer's dead letters the dead-letter Topic
-	// holds now (replayed ones are removed), as of the last reconcile.
+	// holds now (replayed ones are removed), as of the last count that
+	// succeeded: a count the hub cannot give keeps the last figure.
 	// +optional
 	Held int64 `json:"held"`
 }
