@@ -112,17 +112,10 @@ type Original struct {
 	Stored   time.Time
 }
 
-// Key is the message's idempotency key for consumers, by the rule every
-// hubflow client follows (docs/client.md): the Hubflow-Idempotency-Key
-// header, else Nats-Msg-Id, else "<stream>:<sequence>:<stored, Unix ns>".
-func Key(stream string, o Original) string {
-	if k := o.Header.Get(binding.IdempotencyKeyHeader); k != "" {
-		return k
-	}
-	if id := o.Header.Get(nats.MsgIdHdr); id != "" {
-		return id
-	}
-	return stream + ":" + strconv.FormatUint(o.Sequence, 10) + ":" + strconv.FormatInt(o.Stored.UnixNano(), 10)
+// Key is the original's idempotency key for consumers
+// (binding.IdempotencyKey).
+func (o Original) Key(stream string) string {
+	return binding.IdempotencyKey(o.Header, stream, o.Sequence, o.Stored)
 }
 
 // Provenance headers every dead letter carries.
@@ -185,7 +178,7 @@ func Letter(subject string, src Source, a Advisory, o Original) *nats.Msg {
 	m.Header.Set(HeaderSubject, o.Subject)
 	m.Header.Set(HeaderPublished, o.Stored.UTC().Format(time.RFC3339Nano))
 	m.Header.Set(HeaderTime, a.Time.UTC().Format(time.RFC3339Nano))
-	m.Header.Set(HeaderKey, Key(a.Stream, o))
+	m.Header.Set(HeaderKey, o.Key(a.Stream))
 	m.Header.Set(nats.MsgIdHdr, MessageID(a, o))
 	return m
 }

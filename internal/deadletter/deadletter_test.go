@@ -52,22 +52,6 @@ func TestSubject(t *testing.T) {
 	}
 }
 
-func TestKeyFollowsTheClientRule(t *testing.T) {
-	stored := time.Unix(0, 1234)
-	o := Original{Sequence: 5, Stored: stored, Header: nats.Header{}}
-	if got := Key("s", o); got != "s:5:1234" {
-		t.Errorf("no id: key %q", got)
-	}
-	o.Header.Set(nats.MsgIdHdr, "order-1")
-	if got := Key("s", o); got != "order-1" {
-		t.Errorf("with Nats-Msg-Id: key %q", got)
-	}
-	o.Header.Set(binding.IdempotencyKeyHeader, "order-0")
-	if got := Key("s", o); got != "order-0" {
-		t.Errorf("with %s: key %q", binding.IdempotencyKeyHeader, got)
-	}
-}
-
 // A dead letter carries the original and where it came from; its replay
 // is the original again, under the original's key and a message id that is
 // the same however often the same dead letter is replayed.

@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
-	"github.com/hubflow/hubflow/internal/deadletter"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/pkg/binding"
 )
 
 // Defaults of a push endpoint.
@@ -230,7 +230,7 @@ func (w *pushWorker) deliver(m jetstream.Msg) {
 	if err != nil {
 		return
 	}
-	key := deadletter.Key(meta.Stream, deadletter.Original{Sequence: meta.Sequence.Stream, Header: m.Headers(), Stored: meta.Timestamp})
+	key := binding.IdempotencyKey(m.Headers(), meta.Stream, meta.Sequence.Stream, meta.Timestamp)
 	code, text, err := w.post(m, key, meta.NumDelivered)
 	outcome := "acked"
 	switch {

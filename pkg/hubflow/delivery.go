@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -255,15 +254,6 @@ func (c *Consumer) delivery(m jetstream.Msg) *Delivery {
 	}
 	// A replayed dead letter has a Nats-Msg-Id of its own, so the stream's
 	// duplicate window keeps it, and the original's key in the header.
-	d.IdempotencyKey = d.Header.Get(binding.IdempotencyKeyHeader)
-	if d.IdempotencyKey == "" {
-		d.IdempotencyKey = d.Header.Get(jetstream.MsgIDHeader)
-	}
-	if d.IdempotencyKey == "" {
-		key := make([]byte, 0, len(d.Stream)+42)
-		key = append(append(key, d.Stream...), ':')
-		key = append(strconv.AppendUint(key, d.Sequence, 10), ':')
-		d.IdempotencyKey = string(strconv.AppendInt(key, d.Published.UnixNano(), 10))
-	}
+	d.IdempotencyKey = binding.IdempotencyKey(d.Header, d.Stream, d.Sequence, d.Published)
 	return d
 }
