@@ -86,6 +86,35 @@ type deadLetters struct {
 	captured atomic.Bool
 	streams  sync.Map // stream name -> jetstream.Stream
 	bursts   burstLog
+	// read are the announcements the mover has had from the capture
+	// stream: the capture holds those, so the check of a heard one needs no
+	// look into it.
+	read readSet
+}
+
+// readSet remembers announcements by deadletter.Advisory.ID, up to
+// maxRead; when full it starts afresh, which only costs the looks it saved.
+type readSet struct {
+	mu  sync.Mutex
+	ids map[string]struct{}
+}
+
+const maxRead = 1 << 16
+
+func (r *readSet) add(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil || len(r.ids) >= maxRead {
+		r.ids = make(map[string]struct{})
+	}
+	r.ids[id] = struct{}{}
+}
+
+func (r *readSet) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ids[id]
+	return ok
 }
 
 func newDeadLetters(nc *nats.Conn, c client.Client, recorder events.EventRecorder, cluster string, replicas int, ackWait time.Duration, wake chan<- event.GenericEvent) (*deadLetters, error) {
@@ -250,6 +279,7 @@ func (d *deadLetters) move(ctx context.Context, log logr.Logger, msg jetstream.M
 		_ = msg.Ack()
 		return
 	}
+	d.read.add(a.ID())
 	// A redelivered announcement may have been moved already, possibly
 	// longer ago than the dead-letter stream's duplicate window; not before
 	// it was stored.
@@ -357,13 +387,16 @@ func (d *deadLetters) fallback(ctx context.Context, log logr.Logger, subject str
 	if ctx.Err() != nil || !d.captured.Load() {
 		return
 	}
+	if d.read.has(a.ID()) {
+		return // the mover had it from the capture stream
+	}
 	if _, ok := d.owner(ctx, a.Stream, a.Consumer); !ok {
 		return
 	}
 	since := a.Time.Add(-deadLetterClockSkew)
 	held := false
 	err := d.scan(ctx, CaptureStream, subject, &since, false, func(m jetstream.Msg) bool {
-		if b, err := deadletter.ParseAdvisory(m.Subject(), m.Data()); err == nil && b.StreamSeq == a.StreamSeq && b.Reason == a.Reason {
+		if b, err := deadletter.ParseAdvisory(m.Subject(), m.Data()); err == nil && b.ID() == a.ID() {
 			held = true
 		}
 		return !held

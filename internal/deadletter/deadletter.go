@@ -52,6 +52,12 @@ type Advisory struct {
 	Time time.Time
 }
 
+// ID names the announcement: one per message a durable gives up on; its
+// time tells a recreated stream's sequence from the old one's.
+func (a Advisory) ID() string {
+	return string(a.Reason) + ":" + a.Stream + ":" + a.Consumer + ":" + strconv.FormatUint(a.StreamSeq, 10) + ":" + strconv.FormatInt(a.Time.UnixNano(), 10)
+}
+
 // ParseAdvisory reads a captured advisory. The subject decides its kind; the
 // body must name the stream, durable and sequence.
 func ParseAdvisory(subject string, data []byte) (Advisory, error) {
