@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -699,5 +698,5 @@ func deadLetterSummary(maxDeliver int, topic, subject string) string {
 	if maxDeliver > 0 {
 		given = fmt.Sprintf("a message that fails %d deliveries, or that the client terminates,", maxDeliver)
 	}
-	return strings.Join([]string{given, "is moved to dead-letter Topic", topic, "(subject " + subject + "); nothing is dropped while the source stream still holds it"}, " ")
+	return fmt.Sprintf("%s is moved to dead-letter Topic %s (subject %s); nothing is dropped while the source stream still holds it", given, topic, subject)
 }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,7 +76,7 @@ type Gateway struct {
 	mux      *http.ServeMux
 	limiters sync.Map // "<ns>/<producer>" -> *limiter
 	requests *prometheus.CounterVec
-	draining chanFlag
+	draining atomic.Bool
 }
 
 // New builds a gateway.
@@ -87,7 +88,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
-	g := &Gateway{cfg: cfg, js: js, mux: http.NewServeMux(), draining: newChanFlag()}
+	g := &Gateway{cfg: cfg, js: js, mux: http.NewServeMux()}
 	g.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hubflow_gateway_requests_total",
 		Help: "Publish requests the gateway answered, by namespace, Topic and HTTP status code.",
@@ -108,13 +109,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.Serv
 
 // Drain makes readiness fail, so load balancers stop sending requests
 // before the server shuts down; requests in flight are finished.
-func (g *Gateway) Drain() { g.draining.set() }
+func (g *Gateway) Drain() { g.draining.Store(true) }
 
 // ready follows the hub connection: a gateway that cannot reach the hub
 // would answer every publish with 503.
 func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
 	switch {
-	case g.draining.isSet():
+	case g.draining.Load():
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 	case !g.cfg.NATS.IsConnected():
 		http.Error(w, "not connected to the hub", http.StatusServiceUnavailable)
@@ -170,7 +171,7 @@ func fail(code int, outcome, format string, args ...any) (int, any, time.Duratio
 // handle decides the answer to one publish request.
 func (g *Gateway) handle(r *http.Request, ns, topicName string) (int, any, time.Duration) {
 	ctx := r.Context()
-	if g.draining.isSet() {
+	if g.draining.Load() {
 		return http.StatusServiceUnavailable, problem{Error: "the gateway is shutting down; retry on another replica", Outcome: "not stored"}, time.Second
 	}
 	token, ok := bearer(r)
@@ -266,15 +267,7 @@ func (g *Gateway) producerFor(ctx context.Context, caller Caller, topic *hubflow
 	if err := g.cfg.Reader.List(ctx, &list, client.InNamespace(topic.Namespace)); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(list.Items, func(a, b hubflowv1.Producer) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(list.Items, func(a, b hubflowv1.Producer) int { return strings.Compare(a.Name, b.Name) })
 	for i := range list.Items {
 		p := &list.Items[i]
 		if p.Spec.TopicRef.Name != topic.Name || p.Spec.Gateway == nil || (named != "" && p.Name != named) {
@@ -316,8 +309,7 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 func ready(conds []metav1.Condition) bool {
-	c := meta.FindStatusCondition(conds, hubflowv1.ConditionReady)
-	return c != nil && c.Status == "True"
+	return meta.IsStatusConditionTrue(conds, hubflowv1.ConditionReady)
 }
 
 // tooLargeError: the body exceeds the Topic's maximum message size or the
@@ -340,6 +332,18 @@ func readBody(r io.Reader, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+// wildcards are the characters a subject to publish on may not hold.
+const wildcards = "*>"
+
+// validSubject: non-empty tokens, no whitespace, no wildcards. The server
+// refuses anything else, and the caller should hear 400, not 503.
+func validSubject(s string) bool {
+	if s == "" || strings.ContainsAny(s, wildcards+" \t\r\n") {
+		return false
+	}
+	return !slices.Contains(strings.Split(s, "."), "")
+}
+
 // subjectFor is the subject a request publishes on: ?subject=, else the
 // Producer's first subject without wildcards, else the Topic's base
 // subject. It must lie inside the Producer's subjects.
@@ -351,7 +355,7 @@ func subjectFor(r *http.Request, topic *hubflowv1.Topic, p *hubflowv1.Producer) 
 	subject := r.URL.Query().Get("subject")
 	if subject == "" {
 		for _, s := range allowed {
-			if !containsWildcard(s) {
+			if !strings.ContainsAny(s, wildcards) {
 				subject = s
 				break
 			}
@@ -360,36 +364,11 @@ func subjectFor(r *http.Request, topic *hubflowv1.Topic, p *hubflowv1.Producer) 
 	if subject == "" {
 		return "", fmt.Errorf("Producer %s has only wildcard subjects %v: name one with ?subject=", p.Name, allowed)
 	}
-	if containsWildcard(subject) || !semantic.CoveredByAny(allowed, subject) {
+	if !validSubject(subject) {
+		return "", fmt.Errorf("subject %q is not a NATS subject to publish on: tokens separated by single dots, no spaces, no wildcards", subject)
+	}
+	if !semantic.CoveredByAny(allowed, subject) {
 		return "", fmt.Errorf("subject %q is not one Producer %s may publish on (%v)", subject, p.Name, allowed)
 	}
 	return subject, nil
 }
-
-func containsWildcard(s string) bool {
-	for _, tok := range splitTokens(s) {
-		if tok == "*" || tok == ">" {
-			return true
-		}
-	}
-	return false
-}
-
-func splitTokens(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
-}
-
-// chanFlag is a flag set once, read often.
-type chanFlag struct{ v *atomic.Bool }
-
-func newChanFlag() chanFlag    { return chanFlag{v: new(atomic.Bool)} }
-func (f chanFlag) set()        { f.v.Store(true) }
-func (f chanFlag) isSet() bool { return f.v.Load() }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,5 +171,57 @@ func TestPushAtMostOnceNeverRedelivers(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if got := ep.snapshot(); len(got) != 1 {
 		t.Errorf("endpoint calls %v, want one", got)
+	}
+}
+
+// A gateway shutting down finishes the push it has in flight, and settles
+// it: the message is acknowledged, not left to come back after the ack
+// wait.
+func TestPushInFlightIsSettledOnShutdown(t *testing.T) {
+	ns := testkube.Namespace(t, k8s)
+	flow(t, ns, "orders", hubflowv1.AtLeastOnce, nil)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) == 1 {
+			close(arrived)
+			<-release
+		}
+	}))
+	t.Cleanup(srv.Close)
+	cons := pushConsumer(t, ns, "orders", srv.URL, func(c *hubflowv1.Consumer) {
+		c.Spec.AckWait = &metav1.Duration{Duration: 2 * time.Second}
+		c.Spec.Push.Timeout = &metav1.Duration{Duration: 30 * time.Second}
+	})
+	p := &gateway.Pusher{Reader: k8s, NATS: hubNATSConn(t), Log: logr.Discard(), Interval: 200 * time.Millisecond, Registry: prometheus.NewRegistry()}
+	pctx, cancel := contextWithCancel()
+	done := make(chan struct{})
+	go func() { _ = p.Run(pctx); close(done) }()
+	if _, err := js.Publish(ctx, ns+".orders", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the push never arrived")
+	}
+	cancel() // SIGTERM while the endpoint is still answering
+	select {
+	case <-done:
+		t.Fatal("the pusher stopped with a push in flight")
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pusher did not stop after the push was answered")
+	}
+	c, err := js.Consumer(ctx, semantic.StreamName(ns, "orders"), cons.Status.DurableName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci := c.CachedInfo(); ci.NumAckPending != 0 || ci.AckFloor.Stream != 1 {
+		t.Errorf("after shutdown: ack pending %d, ack floor %d; want the push acknowledged", ci.NumAckPending, ci.AckFloor.Stream)
 	}
 }
