@@ -40,7 +40,7 @@ func TestCreatingAFlowRecordsNoRoutineEvents(t *testing.T) {
 	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
-	routine := []string{"StreamCreated", "BindingCreated", "CredentialsIssued"}
+	routine := []string{"StreamCreated", "ConsumerCreated", "BindingCreated", "CredentialsIssued"}
 	for _, e := range list.Items {
 		if slices.Contains(routine, e.Reason) {
 			t.Errorf("event %s on %s %s: %s", e.Reason, e.Regarding.Kind, e.Regarding.Name, e.Note)

@@ -89,7 +89,6 @@ func TestEachSemanticCompilesToTheContract(t *testing.T) {
 				}
 				return nil
 			})
-			eventFor(t, cons, "ConsumerCreated")
 		})
 	}
 }
