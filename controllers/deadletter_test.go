@@ -123,6 +123,14 @@ func waitLetters(t *testing.T, stream, subject string, n int) []*jetstream.RawSt
 	return got
 }
 
+// deadLetterNames are the source stream, the dead-letter stream and the
+// Consumer's dead-letter subject of deadLetterFlow, spelled out as the
+// docs give them rather than computed by the code under test.
+func deadLetterNames(ns string) (stream, deadStream, subject string) {
+	stream = semantic.StreamName(ns, "orders")
+	return stream, semantic.StreamName(ns, "dead"), ns + ".dead." + stream + ".billing"
+}
+
 func deadLetterFlow(ns string, sem hubflowv1.DeliverySemantic) (topic, dead *hubflowv1.Topic, cons *hubflowv1.Consumer) {
 	topic = newTopic(ns, "orders", sem)
 	dead = newTopic(ns, "dead", hubflowv1.ExactlyOnce)
@@ -147,8 +155,7 @@ func TestPoisonMessagesAreSetAsideOnce(t *testing.T) {
 			ready(t, topic)
 			ready(t, dead)
 			ready(t, cons)
-			stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
-			subject := ns + ".dead." + stream + ".billing"
+			stream, deadStream, subject := deadLetterNames(ns)
 			eventually(t, wait, func() error {
 				if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
 					return err
@@ -234,8 +241,7 @@ func TestDeadLetterMoveCutShortIsNotRepeated(t *testing.T) {
 	create(t, topic, dead, cons)
 	ready(t, dead)
 	ready(t, cons)
-	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
-	subject := ns + ".dead." + stream + ".billing"
+	stream, deadStream, subject := deadLetterNames(ns)
 
 	controllers.CrashDeadLetterMoves(t, 2)
 	work(t, stream, "billing")
@@ -260,8 +266,7 @@ func TestDeadLettersWaitForTheMoverAndTheTopic(t *testing.T) {
 	if !strings.Contains(c.Message, controllers.CaptureStream) {
 		t.Errorf("Synced message %q does not say where dead letters wait", c.Message)
 	}
-	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
-	subject := ns + ".dead." + stream + ".billing"
+	stream, deadStream, subject := deadLetterNames(ns)
 
 	start := controllers.StopDeadLetterMover(t)
 	capture, err := js.Stream(ctx, controllers.CaptureStream)
@@ -306,8 +311,7 @@ func TestAnnouncementTheCaptureMissedIsMovedAnyway(t *testing.T) {
 	create(t, topic, dead, cons)
 	ready(t, dead)
 	ready(t, cons)
-	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
-	subject := ns + ".dead." + stream + ".billing"
+	stream, deadStream, subject := deadLetterNames(ns)
 	start := controllers.StopDeadLetterMover(t)
 	capture, err := js.Stream(ctx, controllers.CaptureStream)
 	if err != nil {
@@ -346,8 +350,7 @@ func TestReplayDeadLetters(t *testing.T) {
 	create(t, topic, dead, cons)
 	ready(t, dead)
 	ready(t, cons)
-	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
-	subject := ns + ".dead." + stream + ".billing"
+	stream, deadStream, subject := deadLetterNames(ns)
 
 	// The poison is in the header, so a replay would die again: read the
 	// source stream instead of running the worker past the dead-lettering.
@@ -472,8 +475,7 @@ func BenchmarkDeadLetterMoves(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	stream, deadStream := semantic.StreamName(ns, "orders"), semantic.StreamName(ns, "dead")
-	subject := ns + ".dead." + stream + ".billing"
+	stream, deadStream, subject := deadLetterNames(ns)
 	testkube.Eventually(b, wait, func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
 			return err
