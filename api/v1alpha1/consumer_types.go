@@ -158,6 +158,39 @@ type PushEndpoint struct {
 	// one is acknowledged.
 	// +optional
 	Ordered bool `json:"ordered,omitempty"`
+
+	// Signing has every request carry a Hubflow-Signature header: an
+	// HMAC-SHA256 over its time, idempotency key and body, keyed with a
+	// secret the endpoint shares, so the endpoint can refuse forged and
+	// replayed requests (docs/protocol.md; pkg/pushsig verifies it in Go).
+	// While the Secret is missing nothing is delivered unsigned: messages
+	// wait in the stream.
+	// +optional
+	Signing *PushSigning `json:"signing,omitempty"`
+}
+
+// PushSigning names the shared secret push requests are signed with.
+type PushSigning struct {
+	// SecretRef is the Secret, in the Consumer's namespace, and its key that
+	// hold the secret. A new value is used within the gateway's resync
+	// interval; endpoints should accept the old and the new one meanwhile.
+	SecretRef SecretKeyReference `json:"secretRef"`
+}
+
+// SecretKeyReference names one key of a Secret in the object's namespace.
+type SecretKeyReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// Key within the Secret's data. Default "secret".
+	// +optional
+	// +kubebuilder:default=secret
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
 }
 
 // DeadLetter is where a Consumer's undeliverable messages go.

@@ -129,7 +129,7 @@ func run(ctx context.Context, s settings, log logr.Logger) error {
 	// with the API: its requests in flight are settled first.
 	pushCtx, stopPush := context.WithCancel(context.Background())
 	pushed := make(chan error, 1)
-	pusher := &gateway.Pusher{Reader: objects, NATS: nc, Log: log.WithName("push"), Registry: registry}
+	pusher := &gateway.Pusher{Reader: objects, Secrets: direct, NATS: nc, Log: log.WithName("push"), Registry: registry}
 	go func() { pushed <- pusher.Run(pushCtx) }()
 	api := &http.Server{Addr: s.listen, Handler: g, ReadHeaderTimeout: 10 * time.Second}
 	metrics := &http.Server{Addr: s.metrics, Handler: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}

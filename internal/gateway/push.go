@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +22,7 @@ import (
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/semantic"
 	"github.com/hubflow/hubflow/pkg/binding"
+	"github.com/hubflow/hubflow/pkg/pushsig"
 )
 
 // Defaults of a push endpoint.
@@ -46,10 +49,15 @@ type Pusher struct {
 	Log      logr.Logger
 	Interval time.Duration // how often the Consumers are read again
 	Registry prometheus.Registerer
+	// Secrets reads the signing Secrets (spec.push.signing) directly, so the
+	// gateway caches no Secrets. Default Reader.
+	Secrets client.Reader
 
 	js         jetstream.JetStream
 	deliveries *prometheus.CounterVec
 	workers    map[client.ObjectKey]*pushWorker
+	// waiting is why a push Consumer is not delivered to, logged once per change.
+	waiting map[client.ObjectKey]string
 }
 
 // Run delivers until ctx ends, then waits for the requests in flight to
@@ -60,7 +68,10 @@ func (p *Pusher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.js, p.workers = js, map[client.ObjectKey]*pushWorker{}
+	p.js, p.workers, p.waiting = js, map[client.ObjectKey]*pushWorker{}, map[client.ObjectKey]string{}
+	if p.Secrets == nil {
+		p.Secrets = p.Reader
+	}
 	p.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hubflow_gateway_push_deliveries_total",
 		Help: "Push deliveries, by namespace, Consumer and outcome (acked, redelivered, terminated, unacknowledged for AtMostOnce).",
@@ -99,6 +110,8 @@ type pushPlan struct {
 	concurrency                int
 	delays                     []time.Duration
 	ackWait                    time.Duration
+	// secret signs every request when not nil (spec.push.signing).
+	secret []byte
 }
 
 // planOf compiles a Ready push Consumer into what delivering needs.
@@ -147,7 +160,17 @@ func (p *Pusher) sync(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		want[client.ObjectKeyFromObject(c)] = plan
+		key := client.ObjectKeyFromObject(c)
+		if plan.secret, err = p.signingSecret(ctx, c); err != nil {
+			// Nothing goes out unsigned: the messages wait in the stream.
+			if p.waiting[key] != err.Error() {
+				p.Log.Error(err, "not delivering until the signing secret can be read", "consumer", key)
+				p.waiting[key] = err.Error()
+			}
+			continue
+		}
+		delete(p.waiting, key)
+		want[key] = plan
 	}
 	for key, w := range p.workers {
 		if plan, ok := want[key]; !ok || !equalPlans(plan, w.plan) {
@@ -168,10 +191,31 @@ func (p *Pusher) sync(ctx context.Context) {
 	}
 }
 
+// signingSecret is the secret c's requests are signed with, nil when they
+// are not signed.
+func (p *Pusher) signingSecret(ctx context.Context, c *hubflowv1.Consumer) ([]byte, error) {
+	if c.Spec.Push.Signing == nil {
+		return nil, nil
+	}
+	ref := c.Spec.Push.Signing.SecretRef
+	if ref.Key == "" {
+		ref.Key = "secret"
+	}
+	var s corev1.Secret
+	if err := p.Secrets.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: ref.Name}, &s); err != nil {
+		return nil, fmt.Errorf("spec.push.signing.secretRef: Secret %s/%s: %w", c.Namespace, ref.Name, err)
+	}
+	if len(s.Data[ref.Key]) == 0 {
+		return nil, fmt.Errorf("spec.push.signing.secretRef: Secret %s/%s has no key %q", c.Namespace, ref.Name, ref.Key)
+	}
+	return s.Data[ref.Key], nil
+}
+
 func equalPlans(a, b pushPlan) bool {
 	return a.namespace == b.namespace && a.consumer == b.consumer && a.topic == b.topic && a.stream == b.stream &&
 		a.durable == b.durable && a.semantic == b.semantic && a.url == b.url && a.timeout == b.timeout &&
-		a.concurrency == b.concurrency && a.ackWait == b.ackWait && fmt.Sprint(a.delays) == fmt.Sprint(b.delays)
+		a.concurrency == b.concurrency && a.ackWait == b.ackWait && fmt.Sprint(a.delays) == fmt.Sprint(b.delays) &&
+		bytes.Equal(a.secret, b.secret) && (a.secret == nil) == (b.secret == nil)
 }
 
 func (p *Pusher) stopAll() {
@@ -283,6 +327,9 @@ func (w *pushWorker) post(m jetstream.Msg, key string, delivery uint64) (int, st
 	req.Header.Set(HeaderConsumer, plan.namespace+"/"+plan.consumer)
 	req.Header.Set(HeaderSubject, m.Subject())
 	req.Header.Set(HeaderDelivery, strconv.FormatUint(delivery, 10))
+	if plan.secret != nil {
+		req.Header.Set(pushsig.Header, pushsig.Sign(plan.secret, time.Now(), key, m.Data()))
+	}
 	resp, err := w.pusher.HTTP.Do(req)
 	if err != nil {
 		return 0, "", err

@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/hubflow/hubflow/internal/gateway"
 	"github.com/hubflow/hubflow/internal/semantic"
 	"github.com/hubflow/hubflow/internal/testkube"
+	"github.com/hubflow/hubflow/pkg/pushsig"
 )
 
 // endpoint records what it was sent and answers by the payload: "ok" 200,
@@ -224,4 +226,62 @@ func TestPushInFlightIsSettledOnShutdown(t *testing.T) {
 	if ci := c.CachedInfo(); ci.NumAckPending != 0 || ci.AckFloor.Stream != 1 {
 		t.Errorf("after shutdown: ack pending %d, ack floor %d; want the push acknowledged", ci.NumAckPending, ci.AckFloor.Stream)
 	}
+}
+
+// A Consumer whose push requests are signed gets nothing while its Secret
+// is missing, then requests that verify with the secret, and after the
+// Secret is rotated, with the new one.
+func TestPushRequestsAreSigned(t *testing.T) {
+	ns := testkube.Namespace(t, k8s)
+	flow(t, ns, "orders", hubflowv1.AtLeastOnce, nil)
+	type request struct {
+		body           []byte
+		key, signature string
+	}
+	got := make(chan request, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- request{body, r.Header.Get(gateway.IdempotencyKeyHeader), r.Header.Get(pushsig.Header)}
+	}))
+	t.Cleanup(srv.Close)
+	pushConsumer(t, ns, "orders", srv.URL, func(c *hubflowv1.Consumer) {
+		c.Spec.Push.Signing = &hubflowv1.PushSigning{SecretRef: hubflowv1.SecretKeyReference{Name: "hook-secret", Key: "hmac"}}
+	})
+	startPusher(t)
+	if _, err := js.Publish(ctx, ns+".orders", []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("delivered %q (signature %q) while the signing Secret is missing", r.body, r.signature)
+	case <-time.After(2 * time.Second):
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook-secret"}, Data: map[string][]byte{"hmac": []byte("one")}}
+	if err := k8s.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	verified := func(want string, secret string) {
+		t.Helper()
+		select {
+		case r := <-got:
+			if string(r.body) != want {
+				t.Fatalf("delivered %q, want %q", r.body, want)
+			}
+			if err := pushsig.Verify(r.signature, r.key, r.body, time.Now(), 0, []byte(secret)); err != nil {
+				t.Fatalf("signature %q of %q (key %q) with secret %q: %v", r.signature, r.body, r.key, secret, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%q not delivered", want)
+		}
+	}
+	verified("first", "one")
+	secret.Data["hmac"] = []byte("two")
+	if err := k8s.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // past the pusher's interval: the new secret is read
+	if _, err := js.Publish(ctx, ns+".orders", []byte("second")); err != nil {
+		t.Fatal(err)
+	}
+	verified("second", "two")
 }

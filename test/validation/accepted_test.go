@@ -25,6 +25,8 @@ spec: {topicRef: {name: t}, ackWait: 12h, backoff: [1s, 12h]}`},
 	// followed by backoff, so maxDeliver 3 with two entries is the longest list.
 	{"consumer pushed to an endpoint", `kind: Consumer
 spec: {topicRef: {name: t}, push: {url: "https://crm.example.com/hook", timeout: 5s, concurrency: 8}}`},
+	{"consumer push requests signed", `kind: Consumer
+spec: {topicRef: {name: t}, push: {url: "https://crm.example.com/hook", signing: {secretRef: {name: crm-signing}}}}`},
 	{"producer open to the gateway", `kind: Producer
 spec: {topicRef: {name: t}, gateway: {serviceAccounts: [checkout, billing], requestsPerSecond: 100}}`},
 	{"consumer ExactlyOnce with maxDeliver and a dead-letter Topic", `kind: Consumer

@@ -159,6 +159,10 @@ spec: {topicRef: {name: t}, gateway: {serviceAccounts: [Checkout_1]}}`, "spec.ga
 spec: {topicRef: {name: t}, maxAckPending: 5, push: {url: "https://crm.example.com/hook", ordered: true}}`, "spec.maxAckPending", []string{"an ordered push consumer has one message out at a time"}},
 	{"consumer push url not http", `kind: Consumer
 spec: {topicRef: {name: t}, push: {url: "ftp://crm.example.com"}}`, "spec.push.url", []string{"should match"}},
+	{"consumer push signing Secret not a name", `kind: Consumer
+spec: {topicRef: {name: t}, push: {url: "https://crm.example.com", signing: {secretRef: {name: Crm_Signing}}}}`, "spec.push.signing.secretRef.name", []string{"should match"}},
+	{"consumer push signing without a Secret", `kind: Consumer
+spec: {topicRef: {name: t}, push: {url: "https://crm.example.com", signing: {}}}`, "spec.push.signing.secretRef", []string{"Required value"}},
 	{"consumer AtMostOnce with deadLetter", `kind: Consumer
 spec: {topicRef: {name: t}, semantic: AtMostOnce, deadLetter: {topicRef: {name: dead}}}`, "spec.deadLetter", []string{"Forbidden", "deadLetter does not apply to an AtMostOnce consumer"}},
 	{"consumer dead letters into its own Topic", `kind: Consumer
