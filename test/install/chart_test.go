@@ -32,16 +32,33 @@ func withoutLabels(o, want *unstructured.Unstructured) (*unstructured.Unstructur
 // installs into a release namespace: `--create-namespace`).
 func TestChartRendersWhatConfigDefaultInstalls(t *testing.T) {
 	fromKustomize := byKey(kustomize(t, testenv.RepoRoot()+"/config/default"))
-	fromHelm := byKey(mustHelmTemplate(t, "image.tag=dev"))
 	delete(fromKustomize, "Namespace//hubflow-system")
+	sameObjects(t, "config/default", fromKustomize, byKey(mustHelmTemplate(t, "image.tag=dev")))
+}
 
+// TestChartGatewayIsWhatConfigGatewayInstalls does the same for the gateway:
+// gateway.enabled adds exactly the objects of config/gateway.
+func TestChartGatewayIsWhatConfigGatewayInstalls(t *testing.T) {
+	without := byKey(mustHelmTemplate(t, "image.tag=dev"))
+	added := byKey(mustHelmTemplate(t, "image.tag=dev", "gateway.enabled=true"))
+	for k := range without {
+		delete(added, k)
+	}
+	sameObjects(t, "config/gateway", byKey(kustomize(t, testenv.RepoRoot()+"/config/gateway")), added)
+}
+
+// sameObjects fails for every object only one side has, and for every field
+// in which the chart's differs from kustomize's (labels: the chart may add
+// Helm's own).
+func sameObjects(t *testing.T, dir string, fromKustomize, fromHelm map[string]*unstructured.Unstructured) {
+	t.Helper()
 	var keys []string
 	for k := range fromKustomize {
 		keys = append(keys, k)
 	}
 	for k := range fromHelm {
 		if _, ok := fromKustomize[k]; !ok {
-			t.Errorf("the chart renders %s, which config/default does not install", k)
+			t.Errorf("the chart renders %s, which %s does not install", k, dir)
 		}
 	}
 	sort.Strings(keys)
@@ -49,18 +66,18 @@ func TestChartRendersWhatConfigDefaultInstalls(t *testing.T) {
 		want := fromKustomize[k]
 		got, ok := fromHelm[k]
 		if !ok {
-			t.Errorf("config/default installs %s; the chart does not render it", k)
+			t.Errorf("%s installs %s; the chart does not render it", dir, k)
 			continue
 		}
 		got, labelsOK := withoutLabels(got, want)
 		if !labelsOK {
-			t.Errorf("%s: the chart's labels %v lack some of config/default's %v", k, fromHelm[k].GetLabels(), want.GetLabels())
+			t.Errorf("%s: the chart's labels %v lack some of %s's %v", k, fromHelm[k].GetLabels(), dir, want.GetLabels())
 		}
 		want, _ = withoutLabels(want, want)
 		if !reflect.DeepEqual(got.Object, want.Object) {
 			g, _ := yaml.Marshal(got.Object)
 			w, _ := yaml.Marshal(want.Object)
-			t.Errorf("%s differs between the chart and config/default:\n%s", k, lineDiff(string(g), string(w)))
+			t.Errorf("%s differs between the chart and %s:\n%s", k, dir, lineDiff(string(g), string(w)))
 		}
 	}
 }
@@ -212,7 +229,7 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 	}
 }
 
-// lineDiff lists the lines only one side has ("-" the chart, "+" config/default),
+// lineDiff lists the lines only one side has ("-" the chart, "+" kustomize),
 // enough to see which field drifted.
 func lineDiff(chart, config string) string {
 	count := func(s string) map[string]int {
@@ -226,13 +243,13 @@ func lineDiff(chart, config string) string {
 	var out []string
 	for _, l := range strings.Split(chart, "\n") {
 		if c[l] > k[l] {
-			out = append(out, "- chart:          "+l)
+			out = append(out, "- chart:     "+l)
 			c[l]--
 		}
 	}
 	for _, l := range strings.Split(config, "\n") {
 		if k[l] > count(chart)[l] {
-			out = append(out, "+ config/default: "+l)
+			out = append(out, "+ kustomize: "+l)
 			k[l]--
 		}
 	}
