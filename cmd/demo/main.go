@@ -90,6 +90,14 @@ func run(ctx context.Context, o options) ([]flowResult, bool, error) {
 		return nil, false, err
 	}
 	kept := report(ctx, p, flows, results, fs)
+	httpRes, err := runHTTPFlow(ctx, p)
+	if err != nil {
+		return results, false, fmt.Errorf("the HTTP flow: %w", err)
+	}
+	if !httpRes.kept() {
+		fmt.Printf("    the HTTP flow broke its promise: %+v\n", httpRes)
+		kept = false
+	}
 	if o.picture != "" {
 		if err := writePicture(ctx, p.env.Client, o.picture); err != nil {
 			return results, kept, fmt.Errorf("writing the picture: %w", err)
