@@ -156,3 +156,5 @@ func stored(t *testing.T, stream string) map[string]int {
 	}
 	return counts
 }
+
+func contextWithCancel() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
