@@ -68,6 +68,10 @@ faults-soak: ## Run the fault suite SOAK_COUNT times (20) in a row under CPU loa
 test-deadletter-long: envtest ## Run the dead-letter conformance under faults with DLQ_MESSAGES (10000) messages per semantic, DLQ_POISON (1 in 50) of them poison.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" DLQ_MESSAGES="$(or $(DLQ_MESSAGES),10000)" $(GO) test ./test/deadletter -count=1 -v -timeout 30m
 
+.PHONY: test-gateway-long
+test-gateway-long: envtest ## Run the gateway's fault proof (test/gateway: replica killed, push endpoint failing) GATEWAY_ROUNDS (20) times in a row.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test ./test/gateway -count=$(or $(GATEWAY_ROUNDS),20) -v -timeout 60m
+
 .PHONY: demo
 demo: envtest ## Run hubflow end to end locally: control plane, 3-node NATS, manager, the sample flows (ARGS=--keep to explore).
 	@echo "compiling the demo (the manager, NATS and the client library; a minute on a cold cache)…"

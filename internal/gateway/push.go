@@ -313,6 +313,12 @@ func (w *pushWorker) post(m jetstream.Msg, key string, delivery uint64) (int, st
 	if err != nil {
 		return 0, "", err
 	}
+	if plan.semantic == hubflowv1.AtMostOnce {
+		// net/http replays a request that carries an Idempotency-Key and
+		// has GetBody when a reused connection drops: a second delivery,
+		// which AtMostOnce never makes. Without GetBody it is not replayed.
+		req.GetBody = nil
+	}
 	for name, values := range m.Headers() {
 		lower := strings.ToLower(name)
 		switch {

@@ -1,0 +1,160 @@
+// Package gateway_test proves the HTTP gateway's semantics under faults,
+// driven by a plain net/http client as docs/gateway.md tells one to behave.
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/controllers"
+	"github.com/hubflow/hubflow/internal/gateway"
+	"github.com/hubflow/hubflow/internal/testenv"
+	"github.com/hubflow/hubflow/internal/testhub"
+	"github.com/hubflow/hubflow/internal/testkube"
+	"github.com/hubflow/hubflow/internal/testnats"
+)
+
+var (
+	k8s     client.Client
+	hubNATS *testnats.Server
+	ctx     = context.Background()
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	env, err := testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer env.Stop()
+	k8s = env.Client
+	dir, _ := os.MkdirTemp("", "hubflow-gwproof-")
+	defer os.RemoveAll(dir)
+	if hubNATS, err = testnats.Start(dir, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer hubNATS.Stop()
+	mgr, err := testhub.Start(env.Config, env.Scheme, hubNATS.URL(), controllers.Options{ResyncInterval: time.Hour, MaxConcurrentReconciles: 2})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer mgr.Stop()
+	return m.Run()
+}
+
+// newGateway builds a gateway replica on its own NATS connection; the caller
+// serves it and decides how it dies.
+func newGateway(t *testing.T) (*gateway.Gateway, *nats.Conn) {
+	t.Helper()
+	nc, err := nats.Connect(hubNATS.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	g, err := gateway.New(gateway.Config{Reader: k8s, NATS: nc, Auth: &gateway.TokenReviewer{Client: k8s, CacheFor: time.Minute},
+		Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, nc
+}
+
+// token mints a ServiceAccount token as the kubelet projects one into a Pod.
+func token(t *testing.T, ns, sa string) string {
+	t.Helper()
+	account := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
+	if err := k8s.Create(ctx, account); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
+	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{gateway.Audience}}}
+	if err := k8s.SubResource("token").Create(ctx, account, tr); err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+// flow declares a Topic of the semantic and a Producer that lets
+// serviceaccount "checkout" publish through the gateway; both become Ready.
+func flow(t *testing.T, ns, name string, sem hubflowv1.DeliverySemantic) {
+	t.Helper()
+	topic := testkube.Topic(ns, name, sem)
+	p := testkube.Producer(ns, name+"-http", name)
+	p.Spec.Gateway = &hubflowv1.GatewayAccess{ServiceAccounts: []string{"checkout"}}
+	for _, o := range []client.Object{topic, p} {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkube.Eventually(t, 30*time.Second, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(topic), topic); err != nil {
+			return err
+		}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		if !isReady(topic.Status.Conditions) || !isReady(p.Status.Conditions) {
+			return fmt.Errorf("not Ready: topic %v producer %v", topic.Status.Conditions, p.Status.Conditions)
+		}
+		return nil
+	})
+}
+
+func isReady(conds []metav1.Condition) bool {
+	for _, c := range conds {
+		if c.Type == hubflowv1.ConditionReady && c.Status == metav1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// stored counts the stream's messages per identity (the payload).
+func stored(t *testing.T, stream string) map[string]int {
+	t.Helper()
+	js := testnats.Connect(t, hubNATS.URL())
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for n := uint64(0); n < info.State.Msgs; {
+		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			counts[string(m.Data())]++
+			n++
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatalf("reading %s back after %d messages: %v", stream, n, err)
+		}
+	}
+	return counts
+}
+
+func contextWithCancel() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
