@@ -198,7 +198,7 @@ func runFlow(ctx context.Context, p *platform, f flow, messages int, fs *faults)
 func (run *consumerRun) instances(ctx context.Context, b binding.Binding, recordPath string, killAt int, fs *faults) error {
 	var killed atomic.Bool
 	for instance := 0; ctx.Err() == nil; instance++ {
-		opts := []hubflow.Option{hubflow.WithName(fmt.Sprintf("%s-%d", run.name, instance)), hubflow.WithLogger(clientLog)}
+		opts := []hubflow.ConsumerOption{hubflow.WithName(fmt.Sprintf("%s-%d", run.name, instance)), hubflow.WithLogger(clientLog)}
 		var record *hubflow.FileDedup
 		if b.IdempotencyKey {
 			var err error

@@ -300,7 +300,7 @@ func rawConsume(sem string) func(b *testing.B, url, stream, durable string, n in
 func libConsume(sem string, dedup func(*testing.B) Dedup) func(b *testing.B, url, stream, durable string, n int) time.Duration {
 	return func(b *testing.B, url, stream, durable string, n int) time.Duration {
 		ctx := context.Background()
-		opts := []Option{quiet()}
+		opts := []ConsumerOption{quiet()}
 		if dedup != nil {
 			opts = append(opts, WithDedup(dedup(b)))
 		}

@@ -82,7 +82,7 @@ const recorders = 256
 
 // NewConsumer connects with a consumer binding and binds to its durable. It
 // waits until the hub answers or ctx ends.
-func NewConsumer(ctx context.Context, b binding.Binding, opts ...Option) (*Consumer, error) {
+func NewConsumer(ctx context.Context, b binding.Binding, opts ...ConsumerOption) (*Consumer, error) {
 	if b.Role != binding.RoleConsumer {
 		return nil, fmt.Errorf("%w: NewConsumer got a %q binding for stream %s", ErrWrongRole, b.Role, b.Stream)
 	}
@@ -92,7 +92,7 @@ func NewConsumer(ctx context.Context, b binding.Binding, opts ...Option) (*Consu
 		return nil, fmt.Errorf("hubflow: consumer binding %s/%s has %s %q, want %s, %s or %s",
 			b.Stream, b.Durable, binding.KeyAck, b.Ack, binding.AckNone, binding.AckExplicit, binding.AckDoubleAck)
 	}
-	o := newOptions(opts)
+	o := newConsumerOptions(opts)
 	if o.name == "" {
 		o.name = "hubflow-consumer " + b.Stream + "/" + b.Durable
 	}

@@ -11,22 +11,28 @@ import (
 // ProducerFromEnv reads the binding named name under $SERVICE_BINDING_ROOT
 // and returns its Producer (see NewProducer). Credentials are re-read from
 // the mounted file at every reconnect, so renewed ones are used.
-func ProducerFromEnv(ctx context.Context, name string, opts ...Option) (*Producer, error) {
+func ProducerFromEnv(ctx context.Context, name string, opts ...ProducerOption) (*Producer, error) {
 	b, dir, err := fromEnv(name)
 	if err != nil {
 		return nil, err
 	}
-	return NewProducer(ctx, b, append(credsFileOption(b, dir), opts...)...)
+	if creds := credsFileOption(b, dir); creds != nil {
+		opts = append([]ProducerOption{creds}, opts...)
+	}
+	return NewProducer(ctx, b, opts...)
 }
 
 // ConsumerFromEnv reads the binding named name under $SERVICE_BINDING_ROOT
 // and returns its Consumer (see NewConsumer).
-func ConsumerFromEnv(ctx context.Context, name string, opts ...Option) (*Consumer, error) {
+func ConsumerFromEnv(ctx context.Context, name string, opts ...ConsumerOption) (*Consumer, error) {
 	b, dir, err := fromEnv(name)
 	if err != nil {
 		return nil, err
 	}
-	return NewConsumer(ctx, b, append(credsFileOption(b, dir), opts...)...)
+	if creds := credsFileOption(b, dir); creds != nil {
+		opts = append([]ConsumerOption{creds}, opts...)
+	}
+	return NewConsumer(ctx, b, opts...)
 }
 
 func fromEnv(name string) (binding.Binding, string, error) {
@@ -37,9 +43,11 @@ func fromEnv(name string) (binding.Binding, string, error) {
 	return b, filepath.Join(os.Getenv("SERVICE_BINDING_ROOT"), name), nil
 }
 
-func credsFileOption(b binding.Binding, dir string) []Option {
+// credsFileOption is the binding's credentials file, nil without one. It
+// comes first, so an explicit WithCredsFile overrides it.
+func credsFileOption(b binding.Binding, dir string) Option {
 	if len(b.Creds) == 0 {
 		return nil
 	}
-	return []Option{WithCredsFile(filepath.Join(dir, binding.KeyCreds))}
+	return WithCredsFile(filepath.Join(dir, binding.KeyCreds))
 }

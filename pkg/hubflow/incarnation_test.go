@@ -75,7 +75,7 @@ func noConcurrentDeliveriesOfOneKey(t *testing.T, sem string, dedup Dedup) {
 	h.stream(t, "OVERLAP", sem, "overlap")
 	h.durable(t, "OVERLAP", "slow", sem, time.Second)
 	publishN(t, h, "OVERLAP", sem, "overlap", 1)
-	opts := []Option{quiet(), WithConcurrency(4)}
+	opts := []ConsumerOption{quiet(), WithConcurrency(4)}
 	if dedup != nil {
 		opts = append(opts, WithDedup(dedup))
 	}

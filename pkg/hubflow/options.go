@@ -7,9 +7,31 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Option tunes a Producer or a Consumer. Options that concern only one of
-// them say so and are ignored by the other.
+// ProducerOption tunes a Producer: an Option (for both sides) or one of the
+// producer's own (WithMaxPending).
+type ProducerOption interface{ applyProducer(*options) }
+
+// ConsumerOption tunes a Consumer: an Option (for both sides) or one of the
+// consumer's own (WithConcurrency, WithBatch, WithPullExpiry, WithDedup).
+//
+// The two types are distinct so that an option for the wrong side is a
+// compile error rather than silently ignored.
+type ConsumerOption interface{ applyConsumer(*options) }
+
+// Option tunes a Producer or a Consumer alike: it is both a ProducerOption
+// and a ConsumerOption.
 type Option func(*options)
+
+func (f Option) applyProducer(o *options) { f(o) }
+func (f Option) applyConsumer(o *options) { f(o) }
+
+type producerOnly func(*options)
+
+func (f producerOnly) applyProducer(o *options) { f(o) }
+
+type consumerOnly func(*options)
+
+func (f consumerOnly) applyConsumer(o *options) { f(o) }
 
 type options struct {
 	logger       *slog.Logger
@@ -37,8 +59,8 @@ const (
 	DefaultDrainTimeout = 30 * time.Second
 )
 
-func newOptions(opts []Option) *options {
-	o := &options{
+func defaultOptions() *options {
+	return &options{
 		logger:       slog.Default(),
 		drainTimeout: DefaultDrainTimeout,
 		maxPending:   DefaultMaxPending,
@@ -46,8 +68,20 @@ func newOptions(opts []Option) *options {
 		batch:        DefaultBatch,
 		pullExpiry:   DefaultPullExpiry,
 	}
+}
+
+func newProducerOptions(opts []ProducerOption) *options {
+	o := defaultOptions()
 	for _, opt := range opts {
-		opt(o)
+		opt.applyProducer(o)
+	}
+	return o
+}
+
+func newConsumerOptions(opts []ConsumerOption) *options {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.applyConsumer(o)
 	}
 	return o
 }
@@ -94,51 +128,51 @@ func WithDrainTimeout(d time.Duration) Option {
 // WithMaxPending (Producer) bounds how many acknowledged publishes may be in
 // flight at once; PublishAsync blocks for a free slot beyond it. Default
 // 4096.
-func WithMaxPending(n int) Option {
-	return func(o *options) {
+func WithMaxPending(n int) ProducerOption {
+	return producerOnly(func(o *options) {
 		if n > 0 {
 			o.maxPending = n
 		}
-	}
+	})
 }
 
 // WithConcurrency (Consumer) runs the handler on n goroutines. Default 1,
 // which keeps the stream's order. The durable's MaxAckPending bounds how
 // many messages are out at once anyway.
-func WithConcurrency(n int) Option {
-	return func(o *options) {
+func WithConcurrency(n int) ConsumerOption {
+	return consumerOnly(func(o *options) {
 		if n > 0 {
 			o.concurrency = n
 		}
-	}
+	})
 }
 
 // WithBatch (Consumer) sets how many messages the client asks the server
 // for ahead of the handler. Keep batch × handler time well under the
 // binding's ack wait, or prefetched messages are redelivered while they
 // wait. Default 128.
-func WithBatch(n int) Option {
-	return func(o *options) {
+func WithBatch(n int) ConsumerOption {
+	return consumerOnly(func(o *options) {
 		if n > 0 {
 			o.batch = n
 		}
-	}
+	})
 }
 
 // WithPullExpiry (Consumer) sets how long one pull request stays open at
 // the server. The server sends idle heartbeats at a fifth of it; two missed
 // heartbeats (a consumer leader that moved, a silent connection) make the
 // client pull again. Default 5s.
-func WithPullExpiry(d time.Duration) Option {
-	return func(o *options) {
+func WithPullExpiry(d time.Duration) ConsumerOption {
+	return consumerOnly(func(o *options) {
 		if d >= time.Second {
 			o.pullExpiry = d
 		}
-	}
+	})
 }
 
 // WithDedup (Consumer) records the idempotency key of every message the
 // handler processed, and skips (acknowledges without calling the handler) a
 // redelivery of a recorded key. See Dedup for what it does and does not
 // cover.
-func WithDedup(d Dedup) Option { return func(o *options) { o.dedup = d } }
+func WithDedup(d Dedup) ConsumerOption { return consumerOnly(func(o *options) { o.dedup = d }) }

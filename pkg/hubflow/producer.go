@@ -126,14 +126,14 @@ type pending struct {
 
 // NewProducer connects with a producer binding and returns a Producer that
 // follows its policy. It waits until the hub is reachable or ctx ends.
-func NewProducer(ctx context.Context, b binding.Binding, opts ...Option) (*Producer, error) {
+func NewProducer(ctx context.Context, b binding.Binding, opts ...ProducerOption) (*Producer, error) {
 	if b.Role != binding.RoleProducer {
 		return nil, fmt.Errorf("%w: NewProducer got a %q binding for stream %s", ErrWrongRole, b.Role, b.Stream)
 	}
 	if len(b.Subjects) == 0 {
 		return nil, fmt.Errorf("hubflow: producer binding for stream %s lists no subjects", b.Stream)
 	}
-	o := newOptions(opts)
+	o := newProducerOptions(opts)
 	if o.name == "" {
 		o.name = "hubflow-producer " + b.Stream
 	}

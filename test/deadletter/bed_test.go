@@ -376,7 +376,7 @@ type worker struct {
 // startWorker starts a consumer process of the flow; an ExactlyOnce one
 // opens the dedup record its predecessor left.
 func (f *flow) startWorker(ctx context.Context) error {
-	opts := []hubflow.Option{
+	opts := []hubflow.ConsumerOption{
 		hubflow.WithLogger(slog.New(slog.DiscardHandler)),
 		hubflow.WithConcurrency(workerParallel),
 		hubflow.WithDrainTimeout(consumerDrain),

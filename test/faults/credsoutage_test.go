@@ -58,8 +58,8 @@ func TestOutageLongerThanTheCredentialTTL(t *testing.T) {
 				filepath.Join(dir, "consumer.creds"): semantic.ConsumerPermissions(sem, f.stream.Name, f.durable.Durable, f.consumer.Inbox),
 			}}
 			r.start()
-			f.producerOpts = []hubflow.Option{hubflow.WithCredsFile(filepath.Join(dir, "producer.creds"))}
-			f.consumerOpts = []hubflow.Option{hubflow.WithCredsFile(filepath.Join(dir, "consumer.creds"))}
+			f.producerOpts = []hubflow.ProducerOption{hubflow.WithCredsFile(filepath.Join(dir, "producer.creds"))}
+			f.consumerOpts = []hubflow.ConsumerOption{hubflow.WithCredsFile(filepath.Join(dir, "consumer.creds"))}
 
 			lf := startLongFlow(t, hub, proxy, js, f, trust.AccountKey, 100000)
 			down := credsTTL * 5 / 2

@@ -329,7 +329,7 @@ func runConsumers(ctx context.Context, f *flow, led *ledger, kills []fault, reco
 	var mu sync.Mutex // guards next and res.kills
 	next := 0
 	for ctx.Err() == nil {
-		var opts []hubflow.Option
+		var opts []hubflow.ConsumerOption
 		var killer *killingDedup
 		var record *hubflow.FileDedup
 		if (f.sem == hubflowv1.ExactlyOnce && !f.noDedup) || (f.fileDedup && f.sem != hubflowv1.AtMostOnce) {

@@ -34,7 +34,8 @@ type flow struct {
 	fileDedup bool
 	// Extra options for the producer and the consumer instances (a creds
 	// file, for example).
-	producerOpts, consumerOpts []hubflow.Option
+	producerOpts []hubflow.ProducerOption
+	consumerOpts []hubflow.ConsumerOption
 	// account is the JetStream account of the flow: the global one of a
 	// hub without auth unless set.
 	account string

@@ -19,6 +19,14 @@ import (
 )
 
 func main() {
+	// run returns instead of exiting, so its deferred Close calls always run:
+	// log.Fatal inside it would skip them and leave work unacknowledged.
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	name := flag.String("binding", "activity-dashboard", "binding name under $SERVICE_BINDING_ROOT")
 	every := flag.Duration("every", 5*time.Second, "how often to print the counts")
 	flag.Parse()
@@ -29,7 +37,7 @@ func main() {
 	c, err := hubflow.ConsumerFromEnv(startCtx, *name)
 	cancel()
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer c.Close()
 
@@ -52,7 +60,5 @@ func main() {
 		mu.Unlock()
 		return nil
 	})
-	if err != nil {
-		log.Fatal(err)
-	}
+	return err
 }

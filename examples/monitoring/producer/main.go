@@ -26,6 +26,14 @@ type pageView struct {
 }
 
 func main() {
+	// run returns instead of exiting, so its deferred Close calls always run:
+	// log.Fatal inside it would skip them and leave work unacknowledged.
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	name := flag.String("binding", "web-frontend", "binding name under $SERVICE_BINDING_ROOT")
 	n := flag.Int("n", 1000, "page views to publish (0: until interrupted)")
 	rate := flag.Int("rate", 200, "page views per second")
@@ -37,9 +45,15 @@ func main() {
 	p, err := hubflow.ProducerFromEnv(startCtx, *name)
 	cancel()
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	defer p.Close(context.Background())
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Close(closeCtx); err != nil {
+			log.Printf("close: %v", err)
+		}
+	}()
 
 	pages := []string{"/", "/search", "/product/42", "/cart", "/checkout"}
 	tick := time.NewTicker(time.Second / time.Duration(max(*rate, 1)))
@@ -47,7 +61,7 @@ func main() {
 	for i := 0; *n == 0 || i < *n; i++ {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick.C:
 		}
 		ev, _ := json.Marshal(pageView{Page: pages[rand.IntN(len(pages))], User: fmt.Sprintf("user-%d", rand.IntN(50)), Viewed: time.Now()})
@@ -58,4 +72,5 @@ func main() {
 		}
 	}
 	log.Printf("published %d page views", p.Stats().Published)
+	return nil
 }

@@ -22,6 +22,14 @@ import (
 )
 
 func main() {
+	// run returns instead of exiting, so its deferred Close calls always run:
+	// log.Fatal inside it would skip them and leave work unacknowledged.
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	name := flag.String("binding", "email-sender", "binding name under $SERVICE_BINDING_ROOT")
 	workers := flag.Int("workers", 4, "e-mails sent in parallel")
 	flag.Parse()
@@ -32,7 +40,7 @@ func main() {
 	c, err := hubflow.ConsumerFromEnv(startCtx, *name, hubflow.WithConcurrency(*workers))
 	cancel()
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer c.Close()
 
@@ -52,9 +60,10 @@ func main() {
 		return nil
 	})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	log.Printf("stopped: %+v", c.Stats())
+	return nil
 }
 
 // send stands in for the mail provider's API.

@@ -25,6 +25,14 @@ type welcomeEmail struct {
 }
 
 func main() {
+	// run returns instead of exiting, so its deferred Close calls always run:
+	// log.Fatal inside it would skip them and leave work unacknowledged.
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	name := flag.String("binding", "signup-service", "binding name under $SERVICE_BINDING_ROOT")
 	n := flag.Int("n", 10, "signups to simulate")
 	flag.Parse()
@@ -35,9 +43,15 @@ func main() {
 	p, err := hubflow.ProducerFromEnv(startCtx, *name)
 	cancel()
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	defer p.Close(context.Background())
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Close(closeCtx); err != nil {
+			log.Printf("close: %v", err)
+		}
+	}()
 
 	for i := range *n {
 		body, _ := json.Marshal(welcomeEmail{To: fmt.Sprintf("user%d@example.com", i), Template: "welcome"})
@@ -50,4 +64,5 @@ func main() {
 		}
 		log.Printf("signup %d: welcome e-mail queued as %s #%d", i, ack.Stream, ack.Sequence)
 	}
+	return nil
 }

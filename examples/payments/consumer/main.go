@@ -26,22 +26,30 @@ import (
 )
 
 func main() {
+	// run returns instead of exiting, so its deferred Close calls always run:
+	// log.Fatal inside it would skip them and leave work unacknowledged.
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	name := flag.String("binding", "payment-ledger", "binding name under $SERVICE_BINDING_ROOT")
 	state := flag.String("state", "ledger", "directory of the ledger and the dedup record (a persistent volume)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := os.MkdirAll(*state, 0o700); err != nil {
-		log.Fatal(err)
+		return err
 	}
 	book, err := openLedger(filepath.Join(*state, "ledger.txt"))
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer book.f.Close()
 	record, err := hubflow.OpenFileDedup(filepath.Join(*state, "processed.txt"), true)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer record.Close()
 
@@ -49,7 +57,7 @@ func main() {
 	c, err := hubflow.ConsumerFromEnv(startCtx, *name, hubflow.WithDedup(record))
 	cancel()
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer c.Close()
 
@@ -71,9 +79,10 @@ func main() {
 		return nil
 	})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	log.Printf("stopped: %+v", c.Stats())
+	return nil
 }
 
 // ledger is an append-only file of bookings, one per idempotency key. In

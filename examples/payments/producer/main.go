@@ -27,6 +27,14 @@ type payment struct {
 }
 
 func main() {
+	// run returns instead of exiting, so its deferred Close calls always run:
+	// log.Fatal inside it would skip them and leave work unacknowledged.
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	name := flag.String("binding", "checkout", "binding name under $SERVICE_BINDING_ROOT")
 	n := flag.Int("n", 100, "payments to capture")
 	flag.Parse()
@@ -37,9 +45,15 @@ func main() {
 	p, err := hubflow.ProducerFromEnv(startCtx, *name)
 	cancel()
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	defer p.Close(context.Background())
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Close(closeCtx); err != nil {
+			log.Printf("close: %v", err)
+		}
+	}()
 
 	// Many payments in flight at once; each Future resolves when its
 	// payment is stored (or says why it is not).
@@ -49,7 +63,7 @@ func main() {
 		body, _ := json.Marshal(pay)
 		f, err := p.PublishAsync(ctx, hubflow.Msg{Data: body, ID: pay.ID})
 		if err != nil {
-			log.Fatalf("payment %s: %v", pay.ID, err)
+			return fmt.Errorf("payment %s: %w", pay.ID, err)
 		}
 		futures = append(futures, f)
 	}
@@ -64,4 +78,5 @@ func main() {
 	}
 	st := p.Stats()
 	log.Printf("%d payments stored (%d retries, %d duplicates recognised by the stream)", stored, st.Retries, st.Duplicates)
+	return nil
 }
