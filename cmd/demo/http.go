@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -224,12 +225,7 @@ func readyCondition(o client.Object) bool {
 	case *hubflowv1.Consumer:
 		conds = o.Status.Conditions
 	}
-	for _, c := range conds {
-		if c.Type == "Ready" {
-			return c.Status == metav1.ConditionTrue
-		}
-	}
-	return false
+	return meta.IsStatusConditionTrue(conds, hubflowv1.ConditionReady)
 }
 
 // serviceAccountToken mints a token for the gateway's audience, as the

@@ -26,7 +26,6 @@ import (
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/gateway"
 	"github.com/hubflow/hubflow/internal/semantic"
-	"github.com/hubflow/hubflow/internal/testenv"
 	"github.com/hubflow/hubflow/internal/testhub"
 	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/internal/testnats"
@@ -44,26 +43,13 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	env, err := testenv.Start()
+	stack, err := testhub.StartStack(controllers.Options{ResyncInterval: time.Hour, MaxConcurrentReconciles: 2})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
-	k8s = env.Client
-	dir, _ := os.MkdirTemp("", "hubflow-gateway-")
-	defer os.RemoveAll(dir)
-	if hubNATS, err = testnats.Start(dir, 0); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer hubNATS.Stop()
-	mgr, err := testhub.Start(env.Config, env.Scheme, hubNATS.URL(), controllers.Options{ResyncInterval: time.Hour, MaxConcurrentReconciles: 2})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer mgr.Stop()
+	defer stack.Stop()
+	k8s, hubNATS = stack.Env.Client, stack.NATS
 	nc, err := nats.Connect(hubNATS.URL())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

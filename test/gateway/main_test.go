@@ -20,7 +20,6 @@ import (
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/gateway"
-	"github.com/hubflow/hubflow/internal/testenv"
 	"github.com/hubflow/hubflow/internal/testhub"
 	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/internal/testnats"
@@ -35,26 +34,13 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	env, err := testenv.Start()
+	stack, err := testhub.StartStack(controllers.Options{ResyncInterval: time.Hour, MaxConcurrentReconciles: 2})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
-	k8s = env.Client
-	dir, _ := os.MkdirTemp("", "hubflow-gwproof-")
-	defer os.RemoveAll(dir)
-	if hubNATS, err = testnats.Start(dir, 0); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer hubNATS.Stop()
-	mgr, err := testhub.Start(env.Config, env.Scheme, hubNATS.URL(), controllers.Options{ResyncInterval: time.Hour, MaxConcurrentReconciles: 2})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer mgr.Stop()
+	defer stack.Stop()
+	k8s, hubNATS = stack.Env.Client, stack.NATS
 	return m.Run()
 }
 
