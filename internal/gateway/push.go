@@ -215,7 +215,7 @@ func equalPlans(a, b pushPlan) bool {
 	return a.namespace == b.namespace && a.consumer == b.consumer && a.topic == b.topic && a.stream == b.stream &&
 		a.durable == b.durable && a.semantic == b.semantic && a.url == b.url && a.timeout == b.timeout &&
 		a.concurrency == b.concurrency && a.ackWait == b.ackWait && fmt.Sprint(a.delays) == fmt.Sprint(b.delays) &&
-		bytes.Equal(a.secret, b.secret) && (a.secret == nil) == (b.secret == nil)
+		bytes.Equal(a.secret, b.secret)
 }
 
 func (p *Pusher) stopAll() {

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/deadletter"
@@ -73,18 +72,7 @@ func pushConsumer(t *testing.T, ns, topic string, url string, edit func(*hubflow
 	if edit != nil {
 		edit(c)
 	}
-	if err := k8s.Create(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	testkube.Eventually(t, 30*time.Second, func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(c), c); err != nil {
-			return err
-		}
-		if c.Status.DurableName == "" {
-			return fmt.Errorf("consumer not Ready: %v", c.Status.Conditions)
-		}
-		return nil
-	})
+	testkube.CreateBound(t, k8s, c)
 	return c
 }
 
@@ -229,8 +217,8 @@ func TestPushInFlightIsSettledOnShutdown(t *testing.T) {
 }
 
 // A Consumer whose push requests are signed gets nothing while its Secret
-// is missing, then requests that verify with the secret, and after the
-// Secret is rotated, with the new one.
+// is missing, then requests that verify with the secret, after the Secret
+// is rotated with the new one, and nothing once it is deleted.
 func TestPushRequestsAreSigned(t *testing.T) {
 	ns := testkube.Namespace(t, k8s)
 	flow(t, ns, "orders", hubflowv1.AtLeastOnce, nil)
@@ -284,4 +272,17 @@ func TestPushRequestsAreSigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	verified("second", "two")
+	// The Secret deleted: delivery stops again rather than going unsigned.
+	if err := k8s.Delete(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // past the pusher's interval
+	if _, err := js.Publish(ctx, ns+".orders", []byte("third")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("delivered %q (signature %q) after the signing Secret was deleted", r.body, r.signature)
+	case <-time.After(2 * time.Second):
+	}
 }

@@ -85,3 +85,21 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// CreateBound creates cons and waits until the manager has bound it to its
+// durable (status.durableName set); cons holds what the server returned.
+func CreateBound(t *testing.T, k8s client.Client, cons *hubflowv1.Consumer) {
+	t.Helper()
+	if err := k8s.Create(context.Background(), cons); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 30*time.Second, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(cons), cons); err != nil {
+			return err
+		}
+		if cons.Status.DurableName == "" {
+			return fmt.Errorf("consumer %s/%s not bound to a durable: %v", cons.Namespace, cons.Name, cons.Status.Conditions)
+		}
+		return nil
+	})
+}

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/gateway"
@@ -101,18 +100,7 @@ func pushFailing(t *testing.T, sem hubflowv1.DeliverySemantic) {
 		c.Spec.MaxDeliver = ptr(int32(100))
 		c.Spec.Backoff = []metav1.Duration{{Duration: time.Second}}
 	}
-	if err := k8s.Create(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	testkube.Eventually(t, 30*time.Second, func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(c), c); err != nil {
-			return err
-		}
-		if c.Status.DurableName == "" {
-			return fmt.Errorf("consumer not Ready: %v", c.Status.Conditions)
-		}
-		return nil
-	})
+	testkube.CreateBound(t, k8s, c)
 	stop := startPusher(t)
 	js := testnats.Connect(t, hubNATS.URL())
 	for i := 0; i < pushMessages; i++ {
