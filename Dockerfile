@@ -9,7 +9,9 @@ ARG TARGETARCH
 WORKDIR /workspace
 
 # Dependencies first, so source edits do not invalidate the module download layer.
+# The client library is its own module (pkg/), required through a replace.
 COPY go.mod go.sum ./
+COPY pkg/go.mod pkg/go.sum pkg/
 RUN go mod download
 
 COPY api/ api/

@@ -15,6 +15,10 @@ ENVTEST_ASSETS ?= $(LOCALBIN)/k8s-$(ENVTEST_K8S_VERSION)
 
 GO ?= go
 GO_PACKAGES ?= ./...
+# The Go client library is its own module, so applications do not inherit the
+# operator's dependencies; its tests run a nats-server binary (bin/nats-server).
+CLIENT_MODULE ?= pkg
+NATS_SERVER ?= $(LOCALBIN)/nats-server
 
 # Recipes run in bash and stop at the first failing command of a pipe.
 SHELL := /usr/bin/env bash -o pipefail
@@ -51,17 +55,20 @@ generate: controller-gen ## Generate the DeepCopy methods of the API types.
 .PHONY: fmt
 fmt: ## Run go fmt.
 	$(GO) fmt $(GO_PACKAGES)
+	$(GO) -C $(CLIENT_MODULE) fmt ./...
 
 .PHONY: vet
 vet: ## Run go vet.
 	$(GO) vet $(GO_PACKAGES)
+	$(GO) -C $(CLIENT_MODULE) vet ./...
 
 .PHONY: test
-test: manifests generate fmt vet envtest helm verify-image ## Run all tests against the pinned kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HUBFLOW_HELM="$(HELM)" $(GO) test $(GO_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT)
+test: manifests generate fmt vet envtest helm nats-server verify-image ## Run all tests (the operator's and the client module's) against the pinned kube-apiserver, etcd and nats-server.
+	HUBFLOW_NATS_SERVER="$(NATS_SERVER)" $(GO) -C $(CLIENT_MODULE) test ./... -count=1 -timeout $(TEST_TIMEOUT)
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HUBFLOW_HELM="$(HELM)" HUBFLOW_NATS_SERVER="$(NATS_SERVER)" $(GO) test $(GO_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT)
 
 .PHONY: faults-soak
-faults-soak: ## Run the fault suite SOAK_COUNT times (20) in a row under CPU load (pkg/hubflow's tests in a loop + one busy loop per CPU); stops at the first failure with its dump.
+faults-soak: nats-server ## Run the fault suite SOAK_COUNT times (20) in a row under CPU load (pkg/hubflow's tests in a loop + one busy loop per CPU); stops at the first failure with its dump.
 	SOAK_COUNT="$(or $(SOAK_COUNT),20)" GO="$(GO)" hack/faults-soak.sh
 
 .PHONY: test-deadletter-long
@@ -147,3 +154,11 @@ controller-gen: ## Install the pinned controller-gen into bin/tools when missing
 .PHONY: envtest
 envtest: ## Build the pinned kube-apiserver, kubectl and etcd into bin/k8s-<version> when missing.
 	@hack/build-envtest.sh "$(ENVTEST_ASSETS)"
+
+.PHONY: nats-server
+nats-server: ## Build bin/nats-server, at the version go.mod pins, when missing or of another version (the client module's tests run it).
+	@want="$$($(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)"; \
+	if ! [[ -x "$(NATS_SERVER)" ]] || [[ "$$("$(NATS_SERVER)" --version)" != "nats-server: $$want" ]]; then \
+		echo "building nats-server $$want into $(NATS_SERVER)"; \
+		$(GO) build -o "$(NATS_SERVER)" github.com/nats-io/nats-server/v2; \
+	fi

@@ -35,7 +35,12 @@ echo "faults-soak: compiling the suite and the load"
 load_bins=()
 for pkg in $load_pkgs; do
 	bin="$dir/bin/load-$(basename "$pkg").test"
-	"$go" test -c -o "$bin" "$pkg"
+	if [[ $pkg == ./pkg/* ]]; then
+		# The client library is its own module under pkg/.
+		"$go" -C pkg test -c -o "$bin" "./${pkg#./pkg/}"
+	else
+		"$go" test -c -o "$bin" "$pkg"
+	fi
 	load_bins+=("$pkg=$bin")
 done
 

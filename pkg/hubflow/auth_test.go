@@ -8,18 +8,18 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/hubflow/hubflow/pkg/binding"
+	"github.com/hubflow/hubflow/pkg/internal/natstest"
 )
 
 // authHub is a server in operator (JWT) mode with one application account;
 // user mints credentials in it with exactly the given permissions.
 type authHub struct {
-	srv     *server.Server
+	srv     *natstest.Server
 	account nkeys.KeyPair
 }
 
@@ -42,27 +42,16 @@ func startAuthHub(t *testing.T) *authHub {
 	appPub, _ := app.PublicKey()
 	oc := jwt.NewOperatorClaims(opPub)
 	oc.SystemAccount = sysPub
-	_, err = oc.Encode(op)
+	opJWT, err := oc.Encode(op)
 	must(err)
-	resolver := &server.MemAccResolver{}
 	sysJWT, err := jwt.NewAccountClaims(sysPub).Encode(op)
 	must(err)
 	appClaims := jwt.NewAccountClaims(appPub)
 	appClaims.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
 	appJWT, err := appClaims.Encode(op)
 	must(err)
-	must(resolver.Store(sysPub, sysJWT))
-	must(resolver.Store(appPub, appJWT))
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver, SystemAccount: sysPub,
-	})
-	must(err)
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Start(t, &natstest.Trust{OperatorJWT: opJWT, SystemAccount: sysPub,
+		Accounts: map[string]string{sysPub: sysJWT, appPub: appJWT}})
 	return &authHub{srv: srv, account: app}
 }
 
@@ -92,7 +81,7 @@ func (h *authHub) creds(t *testing.T, pub, sub []string) []byte {
 func TestLeastPrivilegeCredentials(t *testing.T) {
 	h := startAuthHub(t)
 	ctx := ctxT(t)
-	admin, err := nats.Connect(h.srv.ClientURL(), credsOption(t, h.creds(t, []string{">"}, []string{">"})))
+	admin, err := nats.Connect(h.srv.URL(), credsOption(t, h.creds(t, []string{">"}, []string{">"})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +94,10 @@ func TestLeastPrivilegeCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pb := producerBinding(h.srv.ClientURL(), "PAY", "ExactlyOnce", "pay.orders")
+	pb := producerBinding(h.srv.URL(), "PAY", "ExactlyOnce", "pay.orders")
 	pb.Inbox = "_INBOX_checkout"
 	pb.Creds = h.creds(t, []string{"pay.orders"}, []string{"_INBOX_checkout.>"})
-	cb := consumerBinding(h.srv.ClientURL(), "PAY", "ledger", "ExactlyOnce", 5*time.Second)
+	cb := consumerBinding(h.srv.URL(), "PAY", "ledger", "ExactlyOnce", 5*time.Second)
 	cb.Inbox = "_INBOX_ledger"
 	cb.Creds = h.creds(t,
 		[]string{"$JS.API.CONSUMER.INFO.PAY.ledger", "$JS.API.CONSUMER.MSG.NEXT.PAY.ledger", "$JS.ACK.PAY.ledger.>"},

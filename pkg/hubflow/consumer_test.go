@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hubflow/hubflow/pkg/internal/natstest"
 )
 
 // publishN stores n messages through a producer of sem, numbered 0..n-1.
@@ -291,8 +293,9 @@ func TestConsumerResumesAfterAConnectionCut(t *testing.T) {
 	h.durable(t, "RC", "worker", "AtLeastOnce", 2*time.Second)
 	const n = 3000
 	publishN(t, h, "RC", "AtLeastOnce", "rc", n)
-	c, err := NewConsumer(ctxT(t), consumerBinding(h.srv.URL(), "RC", "worker", "AtLeastOnce", 2*time.Second),
-		quiet(), WithName("cut-consumer"), WithConcurrency(4))
+	link := natstest.NewLink(t, h.srv.URL())
+	c, err := NewConsumer(ctxT(t), consumerBinding(link.URL(), "RC", "worker", "AtLeastOnce", 2*time.Second),
+		quiet(), WithConcurrency(4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +309,7 @@ func TestConsumerResumesAfterAConnectionCut(t *testing.T) {
 		cut := len(seen) == n/3 || len(seen) == 2*n/3
 		mu.Unlock()
 		if cut {
-			cuts += kick(t, h.srv.Server(), "cut-consumer")
+			cuts += link.Cut()
 		}
 		return nil
 	}, func() bool {

@@ -9,25 +9,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hubflow/hubflow/internal/testnats"
 	"github.com/hubflow/hubflow/pkg/binding"
+	"github.com/hubflow/hubflow/pkg/internal/natstest"
 )
 
 // hub is a single in-process JetStream server with an admin connection that
 // plays the operator: it creates the streams and durables the client binds to.
 type hub struct {
-	srv *testnats.Server
+	srv *natstest.Server
 	nc  *nats.Conn
 	js  jetstream.JetStream
 }
 
 func startHub(t testing.TB) *hub {
 	t.Helper()
-	srv, err := testnats.Start(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := natstest.Start(t, nil)
 	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)

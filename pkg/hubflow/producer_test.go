@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubflow/hubflow/pkg/internal/natstest"
 )
 
 func TestProducerFollowsItsSemantic(t *testing.T) {
@@ -122,7 +123,8 @@ func TestProducerResumesAfterAConnectionCut(t *testing.T) {
 	h := startHub(t)
 	ctx := ctxT(t)
 	h.stream(t, "CUT", "ExactlyOnce", "cut")
-	p, err := NewProducer(ctx, producerBinding(h.srv.URL(), "CUT", "ExactlyOnce", "cut"), quiet(), WithName("cut-me"), WithMaxPending(256))
+	link := natstest.NewLink(t, h.srv.URL())
+	p, err := NewProducer(ctx, producerBinding(link.URL(), "CUT", "ExactlyOnce", "cut"), quiet(), WithMaxPending(256))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +134,7 @@ func TestProducerResumesAfterAConnectionCut(t *testing.T) {
 	cuts := 0
 	for i := range n {
 		if i%1000 == 500 {
-			cuts += kick(t, h.srv.Server(), "cut-me")
+			cuts += link.Cut()
 		}
 		f, err := p.PublishAsync(ctx, Msg{Data: fmt.Appendf(nil, "%d", i), ID: fmt.Sprint("m-", i)})
 		if err != nil {
@@ -153,26 +155,6 @@ func TestProducerResumesAfterAConnectionCut(t *testing.T) {
 	if cuts == 0 {
 		t.Error("no connection was cut")
 	}
-}
-
-// kick makes the server drop every client connection named name, as a
-// network cut would; it returns how many it dropped.
-func kick(t testing.TB, srv *server.Server, name string) int {
-	t.Helper()
-	cz, err := srv.Connz(&server.ConnzOptions{Limit: 1 << 16})
-	if err != nil {
-		t.Error(err) // not Fatal: kick runs in handlers' goroutines too
-		return 0
-	}
-	n := 0
-	for _, c := range cz.Conns {
-		if c.Name == name {
-			if err := srv.DisconnectClientByID(c.Cid); err == nil {
-				n++
-			}
-		}
-	}
-	return n
 }
 
 func TestProducerCloseReportsWhatWasNotAcknowledged(t *testing.T) {
