@@ -247,7 +247,7 @@ func (run *consumerRun) instances(ctx context.Context, b binding.Binding, record
 		})
 		run.current.Store(nil)
 		atomic.AddUint64(&run.skipped, c.Stats().Skipped)
-		c.Close()
+		c.Close(context.Background())
 		if record != nil {
 			record.Close()
 		}

@@ -113,6 +113,7 @@ func (a *doubleAcks) resolve(reply string, err error) {
 		c.log.Warn("acknowledgement not delivered; the message comes back after the ack wait",
 			"subject", p.d.Subject, "sequence", p.d.Sequence, "error", err)
 	} else {
+		c.settled.Add(1)
 		c.acked.Add(1)
 	}
 	c.release(p.d.IdempotencyKey)

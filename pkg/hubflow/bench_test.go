@@ -318,7 +318,7 @@ func libConsume(sem string, dedup func(*testing.B) Dedup) func(b *testing.B, url
 			}
 			return nil
 		})
-		c.Close()
+		c.Close(context.Background())
 		elapsed := time.Since(start)
 		if err != nil {
 			b.Fatal(err)

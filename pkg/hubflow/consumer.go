@@ -71,6 +71,13 @@ type Consumer struct {
 
 	delivered, processed, handlerErrors, acked, ackFailures atomic.Uint64
 	naked, terminated, skipped, dropped                     atomic.Uint64
+	// settled counts deliveries whose ack, nak or term the server was
+	// sent (for a double ack: confirmed); Close reports the rest.
+	settled atomic.Uint64
+
+	runMu   sync.Mutex
+	stopRun context.CancelFunc // ends the running Run gracefully
+	runDone chan struct{}      // closed when that Run returned
 }
 
 // recorders is how many keys a Consumer records at once with a Dedup of
@@ -145,6 +152,14 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	if c.nc.IsClosed() {
 		return ErrClosed
 	}
+	// Close ends a running Run the way ending ctx does.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	c.runMu.Lock()
+	c.stopRun, c.runDone = stop, done
+	c.runMu.Unlock()
 	// Handlers and their acknowledgements outlive ctx by the drain
 	// timeout; hard ends both.
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
@@ -271,9 +286,41 @@ func (c *Consumer) Stats() ConsumerStats {
 	}
 }
 
-// Close closes the connection. Run returns once it notices; prefer ending
-// Run's context for a graceful stop.
-func (c *Consumer) Close() { c.nc.Close() }
+// Close stops the consumer as Producer.Close stops a producer. A running
+// Run stops gracefully, as if its context ended: no new messages, handlers
+// finish and their acknowledgements go out, within ctx and the drain
+// timeout. Then the connection closes. The error says how many messages the
+// consumer received and did not settle (acknowledge, ask again, terminate):
+// the server redelivers those after the ack wait, so none is lost, but a
+// handler may have run for them. AtMostOnce settles nothing and reports
+// nothing.
+func (c *Consumer) Close(ctx context.Context) error {
+	c.runMu.Lock()
+	stop, done := c.stopRun, c.runDone
+	c.runMu.Unlock()
+	if stop != nil {
+		stop()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	c.nc.Close()
+	if n := c.unsettled(); n > 0 {
+		return fmt.Errorf("hubflow: consumer %s/%s closed with %d message(s) unacknowledged; the server redelivers them after the ack wait (%s)",
+			c.b.Stream, c.b.Durable, n, c.b.AckWait)
+	}
+	return nil
+}
+
+// unsettled is how many deliveries got no acknowledgement, nak or term.
+func (c *Consumer) unsettled() uint64 {
+	if c.b.Ack == binding.AckNone {
+		return 0
+	}
+	taken := c.delivered.Load() - c.dropped.Load()
+	return taken - min(taken, c.settled.Load())
+}
 
 // Conn is the consumer's connection, for status and metrics. Closing it ends
 // the consumer like a crash would: whatever it has not acknowledged is

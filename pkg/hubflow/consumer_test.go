@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,7 +59,7 @@ func TestConsumerAcknowledgesAsItsSemanticSays(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer c.Close(context.Background())
 			var mu sync.Mutex
 			var keys []string
 			err = runConsumer(t, c, func(_ context.Context, d *Delivery) error {
@@ -97,7 +98,7 @@ func TestConsumerRedeliversFailuresAndTerminatesPoison(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	var calls [2]atomic.Int32
 	err = runConsumer(t, c, func(_ context.Context, d *Delivery) error {
 		n := calls[d.Sequence-1].Add(1)
@@ -136,7 +137,7 @@ func TestConsumerDrainsOnShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	ctx, cancel := context.WithCancel(ctxT(t))
 	started, release := make(chan struct{}), make(chan struct{})
 	errc := make(chan error, 1)
@@ -275,7 +276,7 @@ func TestDedupSkipsARedeliveryAfterALostAck(t *testing.T) {
 			t.Fatalf("instance %d: Run err = %v", instance, err)
 		}
 		skipped += c.Stats().Skipped
-		c.Close()
+		c.Close(context.Background())
 	}
 	if runs.Load() != 1 || skipped != 1 || record.Len() != 1 {
 		t.Errorf("handler ran %d times, %d redeliveries skipped, %d keys recorded: want 1, 1, 1", runs.Load(), skipped, record.Len())
@@ -299,7 +300,7 @@ func TestConsumerResumesAfterAConnectionCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	var mu sync.Mutex
 	seen := map[uint64]bool{}
 	cuts := 0
@@ -326,4 +327,90 @@ func TestConsumerResumesAfterAConnectionCut(t *testing.T) {
 		t.Errorf("%d cuts, want 2", cuts)
 	}
 	t.Logf("stats after %d cuts: %+v", cuts, c.Stats())
+}
+
+// Close is the consumer's graceful stop, as Producer.Close is the
+// producer's: it ends a running Run (the handler in hand finishes and is
+// acknowledged), and it reports what the consumer received and could not
+// settle, which the server redelivers after the ack wait.
+func TestConsumerCloseStopsRunAndReportsWhatWasNotAcknowledged(t *testing.T) {
+	h := startHub(t)
+	for _, sem := range []string{"AtLeastOnce", "ExactlyOnce"} {
+		t.Run(sem+"/graceful", func(t *testing.T) {
+			stream := "CLOSE_" + sem
+			h.stream(t, stream, sem, "close."+sem)
+			h.durable(t, stream, "worker", sem, 30*time.Second)
+			publishN(t, h, stream, sem, "close."+sem, 5)
+			c, err := NewConsumer(ctxT(t), consumerBinding(h.srv.URL(), stream, "worker", sem, 30*time.Second), quiet(), WithBatch(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			inHandler, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			errc := make(chan error, 1)
+			go func() {
+				errc <- c.Run(context.Background(), func(context.Context, *Delivery) error {
+					once.Do(func() { close(inHandler) })
+					<-release
+					return nil
+				})
+			}()
+			<-inHandler
+			closed := make(chan error, 1)
+			go func() { closed <- c.Close(ctxT(t)) }()
+			close(release) // the handler in hand finishes while Close waits
+			if err := <-closed; err != nil {
+				t.Errorf("Close after a graceful stop: %v", err)
+			}
+			if err := <-errc; err != nil {
+				t.Errorf("Run ended by Close returned %v, want nil", err)
+			}
+			st := c.Stats()
+			if st.Delivered == 0 || st.Acked != st.Delivered {
+				t.Errorf("stats %+v: every delivery taken should be acknowledged before Close returns", st)
+			}
+			if info := h.consumerInfo(t, stream, "worker"); info.NumAckPending != 0 {
+				t.Errorf("server still waits for %d acknowledgement(s) (stats %+v)", info.NumAckPending, st)
+			}
+		})
+	}
+	t.Run("stuck handler", func(t *testing.T) {
+		h.stream(t, "STUCK", "AtLeastOnce", "stuck")
+		h.durable(t, "STUCK", "worker", "AtLeastOnce", 30*time.Second)
+		publishN(t, h, "STUCK", "AtLeastOnce", "stuck", 3)
+		c, err := NewConsumer(ctxT(t), consumerBinding(h.srv.URL(), "STUCK", "worker", "AtLeastOnce", 30*time.Second),
+			quiet(), WithBatch(1), WithDrainTimeout(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inHandler, release := make(chan struct{}), make(chan struct{})
+		defer close(release)
+		var once sync.Once
+		go c.Run(context.Background(), func(context.Context, *Delivery) error {
+			once.Do(func() { close(inHandler) })
+			<-release
+			return nil
+		})
+		<-inHandler
+		closeCtx, cancel := context.WithTimeout(ctxT(t), 500*time.Millisecond)
+		defer cancel()
+		err = c.Close(closeCtx)
+		if err == nil || !strings.Contains(err.Error(), "1 message(s) unacknowledged") {
+			t.Errorf("Close with a handler stuck on one message = %v, want it to report 1 unacknowledged (stats %+v)", err, c.Stats())
+		}
+	})
+	t.Run("AtMostOnce", func(t *testing.T) {
+		h.stream(t, "CLOSE_AMO", "AtMostOnce", "close.amo")
+		h.durable(t, "CLOSE_AMO", "worker", "AtMostOnce", 0)
+		c, err := NewConsumer(ctxT(t), consumerBinding(h.srv.URL(), "CLOSE_AMO", "worker", "AtMostOnce", 0), quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(ctxT(t)); err != nil {
+			t.Errorf("AtMostOnce settles nothing, so Close has nothing to report: %v", err)
+		}
+		if err := c.Run(ctxT(t), func(context.Context, *Delivery) error { return nil }); !errors.Is(err, ErrClosed) {
+			t.Errorf("Run after Close = %v, want ErrClosed", err)
+		}
+	})
 }

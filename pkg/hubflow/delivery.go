@@ -190,6 +190,7 @@ func (c *Consumer) settle(d *Delivery, herr error) {
 			"subject", d.Subject, "sequence", d.Sequence, "error", err)
 		return
 	}
+	c.settled.Add(1)
 	if herr == nil {
 		c.acked.Add(1)
 	}

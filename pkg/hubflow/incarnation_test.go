@@ -49,7 +49,7 @@ func TestIdempotencyKeysSurviveAStreamRecreation(t *testing.T) {
 			t.Errorf("stream incarnation %d: handler ran %d times, %d messages skipped as already processed; want 3 and 0 (keys of the first incarnation %v)",
 				incarnation, st.Processed, st.Skipped, keys[0])
 		}
-		c.Close()
+		c.Close(context.Background())
 	}
 	for _, k := range keys[1] {
 		if !strings.HasPrefix(k, "INCARN:") {
@@ -83,7 +83,7 @@ func noConcurrentDeliveriesOfOneKey(t *testing.T, sem string, dedup Dedup) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	var inHandler, overlaps, runs atomic.Int32
 	err = runConsumer(t, c, func(_ context.Context, d *Delivery) error {
 		if inHandler.Add(1) > 1 {

@@ -154,7 +154,7 @@ func TestConsumerHandsItsMaxAgeToTheRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	if d.opts.Retention != 72*time.Hour {
 		t.Errorf("record retention %s, want the binding's max-age", d.opts.Retention)
 	}

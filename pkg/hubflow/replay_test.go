@@ -40,7 +40,7 @@ func TestReplayedMessageKeepsTheOriginalKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	var mu sync.Mutex
 	var handled []string
 	err = runConsumer(t, c, func(_ context.Context, d *Delivery) error {

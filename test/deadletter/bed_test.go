@@ -359,7 +359,7 @@ func (f *flow) handle(_ context.Context, d *hubflow.Delivery) error {
 	if w != nil && f.crash.CompareAndSwap(true, false) {
 		// The side effect is done; the process dies before it says so.
 		w.killed.Store(true)
-		w.c.Close()
+		w.c.Close(context.Background())
 		f.crashed <- id
 	}
 	return nil
@@ -427,7 +427,7 @@ func (f *flow) killWorker() error {
 		return nil
 	}
 	w.killed.Store(true)
-	w.c.Close()
+	w.c.Close(context.Background())
 	var err error
 	select {
 	case <-w.done:

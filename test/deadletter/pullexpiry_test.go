@@ -43,7 +43,7 @@ func TestPullExpiryTheOptionAccepts(t *testing.T) {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		err = c.Run(rctx, func(context.Context, *hubflow.Delivery) error { return nil })
 		cancel()
-		c.Close()
+		c.Close(context.Background())
 		if err != nil || !errors.Is(rctx.Err(), context.DeadlineExceeded) {
 			t.Errorf("WithPullExpiry(%s): Run returned %v before its context ended; want it to consume until then", expiry, err)
 		}

@@ -394,7 +394,7 @@ func runConsumers(ctx context.Context, f *flow, led *ledger, kills []fault, reco
 		})
 		st := c.Stats()
 		res.stats = addStats(res.stats, st)
-		c.Close()
+		c.Close(context.Background())
 		if record != nil {
 			record.Close()
 		}

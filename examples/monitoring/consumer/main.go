@@ -39,7 +39,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Close(closeCtx); err != nil {
+			log.Printf("close: %v", err)
+		}
+	}()
 
 	var mu sync.Mutex
 	views := map[string]int{}

@@ -42,7 +42,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Close(closeCtx); err != nil {
+			log.Printf("close: %v", err)
+		}
+	}()
 
 	// Run returns after ctx ends and the e-mails in hand are sent and acknowledged.
 	err = c.Run(ctx, func(ctx context.Context, d *hubflow.Delivery) error {
