@@ -88,6 +88,10 @@ demo: envtest ## Run hubflow end to end locally: control plane, 3-node NATS, man
 bench: envtest ## Measure the operator at scale (N=1000 Topics + Consumers by default: HUBFLOW_BENCH_N, _PRODUCERS=1, _ORDER=kind, _IDLE, _OBSERVE, _RESYNC, _QPS, _BURST, _WORKERS); figures go to bench.txt.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test ./test/bench -run '^$$' -bench . -benchtime 1x -timeout 30m | tee bench.txt
 
+.PHONY: bench-gateway
+bench-gateway: envtest ## Measure the HTTP gateway against the Go client in the same run (ingest and push, each semantic, concurrency 1 and 16; HUBFLOW_GATEWAY_BENCH_N messages per case, 2000); figures go to bench-gateway.txt.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test ./test/gateway -run '^$$' -bench . -benchtime 1x -timeout 30m | tee bench-gateway.txt
+
 .PHONY: verify-fmt
 verify-fmt: ## Fail when a Go file is not gofmt-formatted (CI; `make test` formats instead).
 	@unformatted="$$(gofmt -l $$(git ls-files --cached --others --exclude-standard -- '*.go'))"; \

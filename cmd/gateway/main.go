@@ -21,7 +21,6 @@ import (
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -88,26 +87,9 @@ func run(ctx context.Context, s settings, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
-	// Topics and Producers are read from a cache: a publish costs no API
-	// request beyond the (cached) TokenReview.
-	objects, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
-		&hubflowv1.Topic{}: {}, &hubflowv1.Producer{}: {}, &hubflowv1.Consumer{}: {},
-	}})
+	objects, err := gateway.StartCache(ctx, cfg, scheme)
 	if err != nil {
 		return err
-	}
-	go func() { _ = objects.Start(ctx) }()
-	if _, err := objects.GetInformer(ctx, &hubflowv1.Topic{}); err != nil {
-		return err
-	}
-	if _, err := objects.GetInformer(ctx, &hubflowv1.Producer{}); err != nil {
-		return err
-	}
-	if _, err := objects.GetInformer(ctx, &hubflowv1.Consumer{}); err != nil {
-		return err
-	}
-	if !objects.WaitForCacheSync(ctx) {
-		return errors.New("the Topic and Producer caches did not sync")
 	}
 	direct, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {

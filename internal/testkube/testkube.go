@@ -23,9 +23,16 @@ var seq atomic.Int32
 
 // Namespace creates a namespace named after the test (a DNS label, unique
 // in the process) and returns its name.
-func Namespace(t *testing.T, c client.Client) string {
+func Namespace(t testing.TB, c client.Client) string {
 	t.Helper()
-	name := fmt.Sprintf("t%d-%s", seq.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
+	// Anything a DNS label cannot hold ("/", "_", "=", "#") becomes "-".
+	label := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
+	name := fmt.Sprintf("t%d-%s", seq.Add(1), label)
 	name = strings.TrimRight(name[:min(len(name), 50)], "-")
 	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
@@ -88,7 +95,7 @@ func (b *SyncBuffer) String() string {
 
 // CreateBound creates cons and waits until the manager has bound it to its
 // durable (status.durableName set); cons holds what the server returned.
-func CreateBound(t *testing.T, k8s client.Client, cons *hubflowv1.Consumer) {
+func CreateBound(t testing.TB, k8s client.Client, cons *hubflowv1.Consumer) {
 	t.Helper()
 	if err := k8s.Create(context.Background(), cons); err != nil {
 		t.Fatal(err)

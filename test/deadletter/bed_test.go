@@ -28,6 +28,7 @@ import (
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/deadletter"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testdiag"
 	"github.com/hubflow/hubflow/internal/testenv"
 	"github.com/hubflow/hubflow/internal/testhub"
 	"github.com/hubflow/hubflow/internal/testnats"
@@ -126,7 +127,11 @@ func startHub(t *testing.T) *hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cluster.Stop)
+	t.Cleanup(func() {
+		if err := testdiag.Within(stopGrace, "stopping the NATS cluster", cluster.Stop); err != nil {
+			t.Error(err)
+		}
+	})
 	h := &hub{env: env, cluster: cluster, js: testnats.Connect(t, cluster.URL()), opts: controllers.Options{
 		ResyncInterval: time.Minute, ObserveInterval: time.Second, MaxConcurrentReconciles: 2,
 		DeadLetterReplicas: hubReplicas, DeadLetterAckWait: moverAckWait,
@@ -134,7 +139,11 @@ func startHub(t *testing.T) *hub {
 	if err := h.startManager(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.stopManager() })
+	t.Cleanup(func() {
+		if err := h.stopManager(); err != nil {
+			t.Error(err)
+		}
+	})
 	h.heard = map[string][]string{}
 	for _, subject := range deadletter.CaptureSubjects {
 		sub, err := h.js.Conn().Subscribe(subject, func(m *nats.Msg) {
@@ -166,15 +175,22 @@ func (h *hub) startManager() error {
 	return nil
 }
 
-func (h *hub) stopManager() {
+// stopManager stops the manager; a manager that does not stop within
+// stopGrace is an error, with what it was stuck in.
+func (h *hub) stopManager() error {
 	h.mu.Lock()
 	mgr := h.mgr
 	h.mgr = nil
 	h.mu.Unlock()
-	if mgr != nil {
-		_ = mgr.Stop()
+	if mgr == nil {
+		return nil
 	}
+	return testdiag.Within(stopGrace, "stopping the manager", func() { _ = mgr.Stop() })
 }
+
+// stopGrace bounds the calls no context reaches: a manager's graceful
+// shutdown (30s at most) and a nats-server's.
+const stopGrace = 90 * time.Second
 
 // account is the global account of a server without auth.
 const account = "$G"
@@ -219,13 +235,18 @@ func (h *hub) killNode(ctx context.Context, pick func() *testnats.Server, downti
 			led = append(led, s)
 		}
 	}
-	node.Stop()
+	if err := testdiag.Within(stopGrace, "stopping nats-server "+name, node.Stop); err != nil {
+		return "", err
+	}
 	if err := pause(ctx, downtime); err != nil {
 		return "", err
 	}
 	var err error
 	for try := 1; try <= 3; try++ {
-		if err = node.Restart(); err == nil {
+		if werr := testdiag.Within(stopGrace, "restarting nats-server "+name, func() { err = node.Restart() }); werr != nil {
+			return "", werr
+		}
+		if err == nil {
 			break
 		}
 	}
@@ -359,7 +380,7 @@ func (f *flow) handle(_ context.Context, d *hubflow.Delivery) error {
 	if w != nil && f.crash.CompareAndSwap(true, false) {
 		// The side effect is done; the process dies before it says so.
 		w.killed.Store(true)
-		w.c.Close(context.Background())
+		w.c.Conn().Close() // a crash, not Close: that would wait for this handler
 		f.crashed <- id
 	}
 	return nil
@@ -427,7 +448,7 @@ func (f *flow) killWorker() error {
 		return nil
 	}
 	w.killed.Store(true)
-	w.c.Close(context.Background())
+	w.c.Conn().Close() // a crash: Close would finish the deliveries in hand
 	var err error
 	select {
 	case <-w.done:

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/deadletter"
+	"github.com/hubflow/hubflow/internal/testdiag"
 	"github.com/hubflow/hubflow/internal/testnats"
 )
 
@@ -41,14 +43,22 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 	messages, poison := size(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute+time.Duration(messages)*20*time.Millisecond)
 	defer cancel()
+	var doing atomic.Pointer[string]
+	at := func(step string) { doing.Store(&step) }
+	at("starting the hub")
+	// Armed first, so that it still watches the hub's cleanups.
+	testdiag.Watchdog(t, func() string { return *doing.Load() })
 	h := startHub(t)
+	t.Cleanup(func() { at("cleaning up: stopping the manager, the NATS cluster and the API server") })
 	k8s := h.env.Client
+	at("declaring the flows")
 
 	flows := []*flow{newFlow(t, hubflowv1.AtLeastOnce), newFlow(t, hubflowv1.ExactlyOnce)}
 	for _, f := range flows {
 		f.declare(ctx, t, k8s)
 	}
 	refuseAtMostOnce(ctx, t, k8s, flows[0].ns)
+	at("starting the consumers")
 	for _, f := range flows {
 		if err := f.startWorker(ctx); err != nil {
 			t.Fatal(err)
@@ -69,6 +79,7 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 		streams = append(streams, f.stream, f.deadStream)
 	}
 
+	at("publishing")
 	began := time.Now()
 	published := make(chan error, len(flows))
 	for _, f := range flows {
@@ -99,6 +110,7 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 				t.Fatalf("waiting to fire %q: %v", s.name, err)
 			}
 		}
+		at("firing fault " + strconv.Quote(s.name))
 		start := time.Now()
 		what, err := s.do()
 		if err != nil {
@@ -107,11 +119,13 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 		}
 		t.Logf("fault at %2.0f%% published, %s..%s: %s: %s", s.at*100, start.UTC().Format(clock), time.Now().UTC().Format(clock), s.name, what)
 	}
+	at("waiting for the publishers")
 	for range flows {
 		if err := <-published; err != nil {
 			t.Fatal(err)
 		}
 	}
+	at("reading the source streams")
 	t.Logf("published %d messages per semantic (%d poison) in %s", messages, poison, time.Since(began).Round(time.Millisecond))
 
 	// What the source streams hold is what must be accounted for: an
@@ -131,6 +145,7 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 		}
 		t.Logf("%s: stream %s holds %d messages, %d of them poison", f.sem, f.stream, len(all), len(want[f]))
 	}
+	at("waiting for every dead letter and good message")
 	err := until(ctx, 2*time.Minute+time.Duration(messages)*10*time.Millisecond, func() error {
 		for _, f := range flows {
 			n, err := count(ctx, h.js, f.deadStream, f.deadS)
@@ -157,9 +172,11 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 	}
 	// A move cut short comes back after the mover's ack wait: a second
 	// copy would show by then.
+	at("waiting out the mover's ack wait")
 	if err := pause(ctx, 2*moverAckWait+2*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	at("checking the dead letters and the Consumers' status")
 	for _, f := range flows {
 		letters, err := readAll(ctx, h.js, f.deadStream, f.deadS)
 		if err != nil {
@@ -242,7 +259,9 @@ func killMover(ctx context.Context, h *hub, flows []*flow) (string, error) {
 			return "", fmt.Errorf("the mover moved %d letters of the burst: %w", moved()-before, err)
 		}
 	}
-	h.stopManager()
+	if err := h.stopManager(); err != nil {
+		return "", err
+	}
 	i, err := mover.Info(ctx)
 	if err != nil {
 		return "", err

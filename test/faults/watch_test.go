@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/hubflow/hubflow/internal/testdiag"
 	"github.com/hubflow/hubflow/internal/testnats"
 	"github.com/hubflow/hubflow/pkg/hubflow"
 )
@@ -134,7 +132,7 @@ func (w *watch) dump() string {
 		fmt.Fprintf(&b, "  %s\n", f())
 	}
 	w.dumpHub(&b)
-	fmt.Fprintf(&b, "  goroutines of the parties:\n%s", partyGoroutines())
+	fmt.Fprintf(&b, "  goroutines of the parties:\n%s", testdiag.Goroutines("hubflow/hubflow/", "nats.go/jetstream."))
 	return b.String()
 }
 
@@ -277,92 +275,4 @@ func orNone(list []string, none string) string {
 		return none
 	}
 	return strings.Join(list, "; ")
-}
-
-// shortFile cuts a goroutine dump's file name down to the module's own
-// path, the module cache's or the standard library's.
-func shortFile(file string) string {
-	if rest, ok := strings.CutPrefix(file, moduleRoot); ok && moduleRoot != "" {
-		return rest
-	}
-	for _, marker := range []string{"/pkg/mod/", "/src/"} {
-		if i := strings.LastIndex(file, marker); i >= 0 {
-			return file[i+len(marker):]
-		}
-	}
-	return file
-}
-
-var moduleRoot = func() string {
-	root, err := filepath.Abs("../..") // the test runs in test/faults
-	if err != nil {
-		return ""
-	}
-	return root + "/"
-}()
-
-// partyGoroutines is the goroutine dump cut down to the goroutines of the
-// client library, of nats.go's JetStream pull loops and of this test,
-// identical stacks printed once with their count, arguments dropped.
-func partyGoroutines() string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	type group struct {
-		header string
-		stack  string
-		count  int
-	}
-	var groups []*group
-	byStack := map[string]*group{}
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if !strings.Contains(g, "hubflow/hubflow/") && !strings.Contains(g, "nats.go/jetstream.") {
-			continue
-		}
-		if strings.Contains(g, "faults.partyGoroutines") {
-			continue // this dump itself
-		}
-		lines := strings.Split(g, "\n")
-		// "goroutine 42 [select, 2 minutes]:" → "[select, 2 minutes]"
-		header := lines[0]
-		if i := strings.Index(header, "["); i >= 0 {
-			header = strings.TrimSuffix(header[i:], ":")
-		}
-		var frames []string
-		for i := 1; i+1 < len(lines); i += 2 {
-			fn := lines[i]
-			if strings.HasPrefix(fn, "created by ") {
-				if j := strings.Index(fn, " in goroutine "); j > 0 {
-					fn = fn[:j]
-				}
-			} else if j := strings.LastIndex(fn, "("); j > 0 && strings.HasSuffix(fn, ")") {
-				fn = fn[:j] // the arguments
-			}
-			file := strings.TrimSpace(lines[i+1])
-			if j := strings.LastIndex(file, " +0x"); j > 0 {
-				file = file[:j]
-			}
-			frames = append(frames, fmt.Sprintf("        %s  %s", fn, shortFile(file)))
-		}
-		stack := strings.Join(frames, "\n")
-		if gr, ok := byStack[stack]; ok {
-			gr.count++
-			continue
-		}
-		gr := &group{header: header, stack: stack, count: 1}
-		byStack[stack] = gr
-		groups = append(groups, gr)
-	}
-	slices.SortStableFunc(groups, func(a, b *group) int { return b.count - a.count })
-	var b strings.Builder
-	for _, g := range groups {
-		fmt.Fprintf(&b, "    %d× %s\n%s\n", g.count, g.header, g.stack)
-	}
-	return b.String()
 }

@@ -20,6 +20,7 @@ import (
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/gateway"
+	"github.com/hubflow/hubflow/internal/testenv"
 	"github.com/hubflow/hubflow/internal/testhub"
 	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/internal/testnats"
@@ -28,6 +29,7 @@ import (
 var (
 	k8s     client.Client
 	hubNATS *testnats.Server
+	hubEnv  *testenv.Env
 	ctx     = context.Background()
 )
 
@@ -40,13 +42,13 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer stack.Stop()
-	k8s, hubNATS = stack.Env.Client, stack.NATS
+	k8s, hubNATS, hubEnv = stack.Env.Client, stack.NATS, stack.Env
 	return m.Run()
 }
 
 // newGateway builds a gateway replica on its own NATS connection; the caller
 // serves it and decides how it dies.
-func newGateway(t *testing.T) (*gateway.Gateway, *nats.Conn) {
+func newGateway(t testing.TB) (*gateway.Gateway, *nats.Conn) {
 	t.Helper()
 	nc, err := nats.Connect(hubNATS.URL())
 	if err != nil {
@@ -62,7 +64,7 @@ func newGateway(t *testing.T) (*gateway.Gateway, *nats.Conn) {
 }
 
 // token mints a ServiceAccount token as the kubelet projects one into a Pod.
-func token(t *testing.T, ns, sa string) string {
+func token(t testing.TB, ns, sa string) string {
 	t.Helper()
 	account := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
 	if err := k8s.Create(ctx, account); client.IgnoreAlreadyExists(err) != nil {
@@ -77,7 +79,7 @@ func token(t *testing.T, ns, sa string) string {
 
 // flow declares a Topic of the semantic and a Producer that lets
 // serviceaccount "checkout" publish through the gateway; both become Ready.
-func flow(t *testing.T, ns, name string, sem hubflowv1.DeliverySemantic) {
+func flow(t testing.TB, ns, name string, sem hubflowv1.DeliverySemantic) {
 	t.Helper()
 	topic := testkube.Topic(ns, name, sem)
 	p := testkube.Producer(ns, name+"-http", name)
@@ -111,7 +113,7 @@ func isReady(conds []metav1.Condition) bool {
 }
 
 // stored counts the stream's messages per identity (the payload).
-func stored(t *testing.T, stream string) map[string]int {
+func stored(t testing.TB, stream string) map[string]int {
 	t.Helper()
 	js := testnats.Connect(t, hubNATS.URL())
 	s, err := js.Stream(ctx, stream)

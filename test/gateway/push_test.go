@@ -145,7 +145,7 @@ func pushFailing(t *testing.T, sem hubflowv1.DeliverySemantic) {
 
 // startPusher runs a push deliverer like a gateway replica does; the
 // returned stop waits for its requests in flight to be settled.
-func startPusher(t *testing.T) func() {
+func startPusher(t testing.TB) func() {
 	t.Helper()
 	nc, err := nats.Connect(hubNATS.URL())
 	if err != nil {
