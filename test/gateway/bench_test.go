@@ -22,6 +22,7 @@ import (
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/gateway"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testgateway"
 	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/internal/testnats"
 	"github.com/hubflow/hubflow/pkg/binding"
@@ -262,7 +263,7 @@ func report(b *testing.B, viaGateway, viaClient float64) {
 }
 
 func ingest(c *http.Client, url, tok, id string, sem hubflowv1.DeliverySemantic) error {
-	code, err := publish(c, url, tok, id, sem)
+	code, err := testgateway.Publish(c, url, tok, id, sem)
 	if err == nil && code >= 300 {
 		err = fmt.Errorf("%s: HTTP %d", id, code)
 	}

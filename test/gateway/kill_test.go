@@ -1,11 +1,7 @@
 package gateway_test
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -15,6 +11,7 @@ import (
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/testgateway"
 	"github.com/hubflow/hubflow/internal/testkube"
 )
 
@@ -65,6 +62,7 @@ func replicaKilled(t *testing.T, sem hubflowv1.DeliverySemantic) {
 		}
 		close(ids)
 	}()
+	path := fmt.Sprintf("/v1/namespaces/%s/topics/orders/messages", ns)
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
@@ -72,25 +70,15 @@ func replicaKilled(t *testing.T, sem hubflowv1.DeliverySemantic) {
 			defer wg.Done()
 			for i := range ids {
 				id := fmt.Sprintf("m-%05d", i)
-				for attempt := 0; ; attempt++ {
-					base := bases[(w+attempt)%2]
-					code, err := publish(httpc, base+fmt.Sprintf("/v1/namespaces/%s/topics/orders/messages", ns), tok, id, sem)
-					if err == nil && code < 300 {
-						sent.Add(1)
-						break
-					}
-					// A refused dial never sent anything: safe to retry for every semantic.
-					var dial *net.OpError
-					retryable := errors.As(err, &dial) && dial.Op == "dial" ||
-						sem != hubflowv1.AtMostOnce && (err != nil || code == http.StatusServiceUnavailable)
-					if !retryable || attempt > 50 {
-						gaveUp.Add(1)
-						t.Logf("%s: gave up after attempt %d: code %d err %v", id, attempt, code, err)
-						break
-					}
-					retries.Add(1)
-					time.Sleep(20 * time.Millisecond)
+				// Worker w starts on its own replica and moves to the other on a retry.
+				out := testgateway.PublishRetrying(httpc, []string{bases[w%2], bases[(w+1)%2]}, path, tok, id, sem, 51, 20*time.Millisecond)
+				retries.Add(int64(out.Retries))
+				if out.Err != nil {
+					gaveUp.Add(1)
+					t.Log(out.Err)
+					continue
 				}
+				sent.Add(1)
 			}
 		}(w)
 	}
@@ -115,24 +103,4 @@ func replicaKilled(t *testing.T, sem hubflowv1.DeliverySemantic) {
 	if sem != hubflowv1.AtLeastOnce && twice > 0 {
 		t.Errorf("%s stored %d of %d messages twice", sem, twice, killMessages)
 	}
-}
-
-// publish posts one message the way a plain client does; the payload is the
-// message's identity and, for ExactlyOnce, its Idempotency-Key too.
-func publish(c *http.Client, url, tok, id string, sem hubflowv1.DeliverySemantic) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(id)))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if sem == hubflowv1.ExactlyOnce {
-		req.Header.Set("Idempotency-Key", id)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
 }

@@ -12,8 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/gateway"
 	"github.com/hubflow/hubflow/internal/testenv"
+	"github.com/hubflow/hubflow/internal/testgateway"
 	"github.com/hubflow/hubflow/internal/testhub"
 	"github.com/hubflow/hubflow/internal/testkube"
 	"github.com/hubflow/hubflow/internal/testnats"
@@ -63,18 +62,9 @@ func newGateway(t testing.TB) (*gateway.Gateway, *nats.Conn) {
 	return g, nc
 }
 
-// token mints a ServiceAccount token as the kubelet projects one into a Pod.
+// token mints a token of ServiceAccount ns/sa for the gateway.
 func token(t testing.TB, ns, sa string) string {
-	t.Helper()
-	account := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
-	if err := k8s.Create(ctx, account); client.IgnoreAlreadyExists(err) != nil {
-		t.Fatal(err)
-	}
-	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{gateway.Audience}}}
-	if err := k8s.SubResource("token").Create(ctx, account, tr); err != nil {
-		t.Fatal(err)
-	}
-	return tr.Status.Token
+	return testgateway.Token(t, k8s, ns, sa, gateway.Audience)
 }
 
 // flow declares a Topic of the semantic and a Producer that lets
