@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -99,4 +101,43 @@ func PublishRetrying(c *http.Client, bases []string, path, tok, id string, sem h
 		out.Retries++
 		time.Sleep(pause)
 	}
+}
+
+// StoredPayloads reads stream from its start and counts its messages per
+// payload (the message's identity in these tests).
+func StoredPayloads(t testing.TB, js jetstream.JetStream, stream string) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for n := uint64(0); n < info.State.Msgs; {
+		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			counts[string(m.Data())]++
+			got++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("reading %s back after %d messages: %v", stream, n, err)
+		}
+		if got == 0 {
+			t.Fatalf("reading %s back: %d of %d messages, then nothing came", stream, n, info.State.Msgs)
+		}
+		n += uint64(got)
+	}
+	return counts
 }

@@ -167,6 +167,31 @@ func (c *Cluster) URL() string {
 	return strings.Join(urls, ",")
 }
 
+// GlobalAccount is the account of every client of a server without auth.
+const GlobalAccount = "$G"
+
+// StreamLeader is the running node that leads stream in account, if one
+// does now.
+func (c *Cluster) StreamLeader(account, stream string) *Server {
+	for _, n := range c.Nodes {
+		if s := n.Server(); s != nil && s.JetStreamIsStreamLeader(account, stream) {
+			return n
+		}
+	}
+	return nil
+}
+
+// MetaLeader is the running node that leads the JetStream meta group, if
+// one does now.
+func (c *Cluster) MetaLeader() *Server {
+	for _, n := range c.Nodes {
+		if s := n.Server(); s != nil && s.JetStreamIsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
 // Stop shuts every node down.
 func (c *Cluster) Stop() {
 	for _, n := range c.Nodes {

@@ -192,27 +192,9 @@ func (h *hub) stopManager() error {
 // shutdown (30s at most) and a nats-server's.
 const stopGrace = 90 * time.Second
 
-// account is the global account of a server without auth.
-const account = "$G"
-
 // streamLeader is the node leading stream, if one does now.
 func (h *hub) streamLeader(stream string) *testnats.Server {
-	for _, n := range h.cluster.Nodes {
-		if s := n.Server(); s != nil && s.JetStreamIsStreamLeader(account, stream) {
-			return n
-		}
-	}
-	return nil
-}
-
-// metaLeader is the node leading the JetStream meta group, if one does now.
-func (h *hub) metaLeader() *testnats.Server {
-	for _, n := range h.cluster.Nodes {
-		if s := n.Server(); s != nil && s.JetStreamIsLeader() {
-			return n
-		}
-	}
-	return nil
+	return h.cluster.StreamLeader(testnats.GlobalAccount, stream)
 }
 
 // killNode stops the node pick chooses, keeps it down for downtime, starts
@@ -231,7 +213,7 @@ func (h *hub) killNode(ctx context.Context, pick func() *testnats.Server, downti
 		led = append(led, "meta")
 	}
 	for _, s := range streams {
-		if node.Server().JetStreamIsStreamLeader(account, s) {
+		if node.Server().JetStreamIsStreamLeader(testnats.GlobalAccount, s) {
 			led = append(led, s)
 		}
 	}

@@ -102,7 +102,7 @@ func TestPoisonMessagesAreSetAsideOnceUnderFaults(t *testing.T) {
 			return h.killNode(ctx, func() *testnats.Server { return h.streamLeader(controllers.CaptureStream) }, 2*time.Second, streams)
 		}},
 		{0.6, "consumers killed", func() (string, error) { return killConsumers(ctx, flows) }},
-		{0.8, "meta leader killed", func() (string, error) { return h.killNode(ctx, h.metaLeader, 2*time.Second, streams) }},
+		{0.8, "meta leader killed", func() (string, error) { return h.killNode(ctx, h.cluster.MetaLeader, 2*time.Second, streams) }},
 	}
 	for _, s := range steps {
 		for progress() < s.at {

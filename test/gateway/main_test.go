@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -104,35 +103,7 @@ func isReady(conds []metav1.Condition) bool {
 
 // stored counts the stream's messages per identity (the payload).
 func stored(t testing.TB, stream string) map[string]int {
-	t.Helper()
-	js := testnats.Connect(t, hubNATS.URL())
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	for n := uint64(0); n < info.State.Msgs; {
-		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			counts[string(m.Data())]++
-			n++
-		}
-		if err := batch.Error(); err != nil {
-			t.Fatalf("reading %s back after %d messages: %v", stream, n, err)
-		}
-	}
-	return counts
+	return testgateway.StoredPayloads(t, testnats.Connect(t, hubNATS.URL()), stream)
 }
 
 func contextWithCancel() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
