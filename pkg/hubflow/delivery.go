@@ -148,8 +148,14 @@ func (c *Consumer) acknowledge(d *Delivery) {
 	c.release(d.IdempotencyKey)
 }
 
-// call runs the handler, turning a panic into an error.
+// call runs the handler, turning a panic into an error, between the
+// observers' Handling and their end.
 func (c *Consumer) call(ctx context.Context, h Handler, d *Delivery) (err error) {
+	if len(c.o.observers) > 0 {
+		var end func(error)
+		ctx, end = handling(c.o.observers, ctx, HandleInfo{Stream: c.b.Stream, Durable: c.b.Durable, Semantic: c.b.Semantic}, d)
+		defer func() { end(err) }() // after the recover below has set err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("handler panicked: %v", r)

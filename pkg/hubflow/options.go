@@ -39,6 +39,7 @@ type options struct {
 	credsFile    string
 	natsOptions  []nats.Option
 	drainTimeout time.Duration
+	observers    []Observer
 
 	// Producer.
 	maxPending int

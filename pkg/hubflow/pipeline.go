@@ -182,6 +182,9 @@ func (p *Producer) fail(pe *pending, cause error) {
 }
 
 func (p *Producer) finish(pe *pending, ack Ack, err error) {
+	if pe.observed != nil {
+		pe.observed(ack, err)
+	}
 	pe.fut.resolve(ack, err)
 	<-p.window
 	p.mu.Lock()

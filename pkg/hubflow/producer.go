@@ -122,6 +122,7 @@ type pending struct {
 	// unanswered counts attempts written to the connection whose reply
 	// never came: while it is above zero the message may be stored.
 	unanswered int
+	observed   func(Ack, error) // the observers' end of this publish, if any
 }
 
 // NewProducer connects with a producer binding and returns a Producer that
@@ -176,7 +177,7 @@ func (p *Producer) Publish(ctx context.Context, m Msg) (Ack, error) {
 		if err != nil {
 			return Ack{}, err
 		}
-		return Ack{ID: id}, p.publishCore(subject, m.Data, header, id)
+		return p.publishUnacknowledged(ctx, subject, m.Data, header, id)
 	}
 	f, err := p.PublishAsync(ctx, m)
 	if err != nil {
@@ -196,10 +197,11 @@ func (p *Producer) PublishAsync(ctx context.Context, m Msg) (*Future, error) {
 		return nil, err
 	}
 	if !p.b.WaitForAck {
-		if err := p.publishCore(subject, m.Data, header, id); err != nil {
+		ack, err := p.publishUnacknowledged(ctx, subject, m.Data, header, id)
+		if err != nil {
 			return nil, err
 		}
-		return resolved(Ack{ID: id}), nil
+		return resolved(ack), nil
 	}
 	select {
 	case p.window <- struct{}{}:
@@ -219,8 +221,26 @@ func (p *Producer) PublishAsync(ctx context.Context, m Msg) (*Future, error) {
 	p.outstanding++
 	p.mu.Unlock()
 	p.published.Add(1)
+	if len(p.o.observers) > 0 {
+		pe.observed = publishing(p.o.observers, ctx, p.publishInfo(subject, id), header)
+	}
 	p.send(pe)
 	return pe.fut, nil
+}
+
+// publishUnacknowledged is an AtMostOnce publish, observed.
+func (p *Producer) publishUnacknowledged(ctx context.Context, subject string, data []byte, header nats.Header, id string) (Ack, error) {
+	if len(p.o.observers) == 0 {
+		return Ack{ID: id}, p.publishCore(subject, data, header, id)
+	}
+	end := publishing(p.o.observers, ctx, p.publishInfo(subject, id), header)
+	err := p.publishCore(subject, data, header, id)
+	end(Ack{ID: id}, err)
+	return Ack{ID: id}, err
+}
+
+func (p *Producer) publishInfo(subject, id string) PublishInfo {
+	return PublishInfo{Stream: p.b.Stream, Subject: subject, Semantic: p.b.Semantic, ID: id}
 }
 
 // Flush waits until every message accepted so far is acknowledged or given
@@ -336,12 +356,16 @@ func (p *Producer) prepare(m Msg) (string, nats.Header, string, error) {
 		return "", nil, "", fmt.Errorf("hubflow: message id %q holds a line break", id)
 	}
 	header := m.Header
-	if id != "" {
+	if id != "" || len(p.o.observers) > 0 {
+		// The message's own copy: the id, and what observers inject (trace
+		// context), must not land in the caller's header.
 		header = make(nats.Header, len(m.Header)+1)
 		for k, v := range m.Header {
 			header[k] = v
 		}
-		header.Set(jetstream.MsgIDHeader, id)
+		if id != "" {
+			header.Set(jetstream.MsgIDHeader, id)
+		}
 	}
 	return subject, header, id, nil
 }
