@@ -18,6 +18,9 @@ GO_PACKAGES ?= ./...
 # The Go client library is its own module, so applications do not inherit the
 # operator's dependencies; its tests run a nats-server binary (bin/nats-server).
 CLIENT_MODULE ?= pkg
+# The client's Prometheus and OpenTelemetry adapters: modules of their own, so
+# that the client pulls in neither.
+ADAPTER_MODULES ?= pkg/hubflowprom pkg/hubflowotel
 NATS_SERVER ?= $(LOCALBIN)/nats-server
 
 # Recipes run in bash and stop at the first failing command of a pipe.
@@ -56,15 +59,18 @@ generate: controller-gen ## Generate the DeepCopy methods of the API types.
 fmt: ## Run go fmt.
 	$(GO) fmt $(GO_PACKAGES)
 	$(GO) -C $(CLIENT_MODULE) fmt ./...
+	for m in $(ADAPTER_MODULES); do $(GO) -C $$m fmt ./... || exit 1; done
 
 .PHONY: vet
 vet: ## Run go vet.
 	$(GO) vet $(GO_PACKAGES)
 	$(GO) -C $(CLIENT_MODULE) vet ./...
+	for m in $(ADAPTER_MODULES); do $(GO) -C $$m vet ./... || exit 1; done
 
 .PHONY: test
 test: manifests generate fmt vet envtest helm nats-server verify-image ## Run all tests (the operator's and the client module's) against the pinned kube-apiserver, etcd and nats-server.
 	HUBFLOW_NATS_SERVER="$(NATS_SERVER)" $(GO) -C $(CLIENT_MODULE) test ./... -count=1 -timeout $(TEST_TIMEOUT)
+	for m in $(ADAPTER_MODULES); do HUBFLOW_NATS_SERVER="$(NATS_SERVER)" $(GO) -C $$m test ./... -count=1 -timeout $(TEST_TIMEOUT) || exit 1; done
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HUBFLOW_HELM="$(HELM)" HUBFLOW_NATS_SERVER="$(NATS_SERVER)" $(GO) test $(GO_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT)
 
 .PHONY: faults-soak

@@ -286,3 +286,35 @@ func TestPushRequestsAreSigned(t *testing.T) {
 	case <-time.After(2 * time.Second):
 	}
 }
+
+// The trace context a message carries (as pkg/hubflowotel or an HTTP
+// caller of the gateway wrote it) reaches the push endpoint as W3C HTTP
+// headers, so the endpoint's span continues the producer's trace.
+func TestPushCarriesTheTraceContext(t *testing.T) {
+	ns := testkube.Namespace(t, k8s)
+	flow(t, ns, "orders", hubflowv1.AtLeastOnce, nil)
+	got := make(chan http.Header, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got <- r.Header.Clone() }))
+	t.Cleanup(srv.Close)
+	pushConsumer(t, ns, "orders", srv.URL, nil)
+	startPusher(t)
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	m := nats.NewMsg(ns + ".orders")
+	m.Data = []byte("traced")
+	m.Header.Set("traceparent", parent)
+	m.Header.Set("tracestate", "shop=checkout")
+	m.Header.Set("baggage", "tenant=acme")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-got:
+		for name, want := range map[string]string{"Traceparent": parent, "Tracestate": "shop=checkout", "Baggage": "tenant=acme"} {
+			if v := h.Get(name); v != want {
+				t.Errorf("push request %s = %q, want %q", name, v, want)
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing pushed in 30s")
+	}
+}

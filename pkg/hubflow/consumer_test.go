@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hubflow/hubflow/pkg/internal/natstest"
 )
 
@@ -369,8 +371,25 @@ func TestConsumerCloseStopsRunAndReportsWhatWasNotAcknowledged(t *testing.T) {
 			if st.Delivered == 0 || st.Acked != st.Delivered {
 				t.Errorf("stats %+v: every delivery taken should be acknowledged before Close returns", st)
 			}
-			if info := h.consumerInfo(t, stream, "worker"); info.NumAckPending != 0 {
-				t.Errorf("server still waits for %d acknowledgement(s) (stats %+v)", info.NumAckPending, st)
+			// Close returns once the acknowledgements are written (closing
+			// the connection flushes them); the server settles them a moment
+			// later (5s are allowed, well inside the 30s ack wait). It may have sent one more message
+			// into the pull being drained, which the client never got: that
+			// one waits for the ack wait, and is the only kind allowed.
+			var info *jetstream.ConsumerInfo
+			unreceived := func() uint64 { return info.Delivered.Consumer - min(info.Delivered.Consumer, st.Delivered) }
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				info = h.consumerInfo(t, stream, "worker")
+				if uint64(info.NumAckPending) <= unreceived() || time.Now().After(deadline) {
+					break
+				}
+			}
+			if uint64(info.NumAckPending) > unreceived() {
+				t.Errorf("server waits for %d acknowledgement(s), of which %d for messages it sent and the client never received (stats %+v)",
+					info.NumAckPending, unreceived(), st)
+			}
+			if n := unreceived(); n > 0 {
+				t.Logf("the server sent %d message(s) into the pull being drained; redelivered after the ack wait", n)
 			}
 		})
 	}
