@@ -88,6 +88,13 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	before := c.DeepCopy()
 	conds := newConditions(&c.Status.CommonStatus, c.Generation)
 	renewIn, err := r.sync(ctx, &c, conds)
+	if firstWriteWaits(err, before.Status.Conditions) {
+		return topicPendingRecheck, nil
+	}
+	if errors.Is(err, errTopicPending) {
+		conds.failed(false, ReasonTopicNotReady, "Topic %s is not reconciled yet", c.Spec.TopicRef.Name)
+		err = nil
+	}
 	if !isReady(c.Status.Conditions) {
 		r.forgetGone(ctx, &c)
 	}
@@ -382,6 +389,23 @@ func (r *ConsumerReconciler) deleteOwned(ctx context.Context, c *hubflowv1.Consu
 	return nil
 }
 
+// errTopicPending: the Topic is there but not reconciled yet. A registrant
+// never written before waits for it without a status write, which would
+// only show its semantic for the moments until the Ready write (one status
+// write per object on the way to Ready); one written before is written as
+// usual, so a Ready it showed does not outlive a recreated Topic.
+var errTopicPending = errors.New("the Topic is not reconciled yet")
+
+// topicPendingRecheck is the safety net of that wait: the Topic's first
+// status write wakes the registrant through the watch on Topics.
+var topicPendingRecheck = ctrl.Result{RequeueAfter: 5 * time.Second}
+
+// firstWriteWaits says whether a registrant with these conditions should
+// wait for its Topic without writing: never written, and the Topic pending.
+func firstWriteWaits(err error, conds []metav1.Condition) bool {
+	return errors.Is(err, errTopicPending) && meta.FindStatusCondition(conds, hubflowv1.ConditionReady) == nil
+}
+
 // readyTopic reads the Topic a Producer or Consumer names. When it is
 // missing, going away or not ready, the conditions say so and ok is false;
 // a watch on Topics wakes the object again, so no retry is needed.
@@ -399,9 +423,8 @@ func readyTopic(ctx context.Context, c client.Reader, namespace, name string, co
 		return &topic, false, nil
 	case meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionReady) == nil:
 		// Created moments ago and not reconciled yet, as when a whole flow is
-		// applied at once: wait for it without a status write, which would
-		// only say "not yet" for a few milliseconds.
-		return &topic, false, nil
+		// applied at once: its first status write wakes the registrant.
+		return &topic, false, errTopicPending
 	case !isReady(topic.Status.Conditions):
 		conds.failed(false, ReasonTopicNotReady, "Topic %s is not ready: %s", name,
 			meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionReady).Message)

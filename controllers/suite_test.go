@@ -30,6 +30,7 @@ import (
 // Kubernetes API and an independent JetStream client.
 var (
 	k8s     client.Client
+	watcher client.WithWatch // for tests that see every write to an object
 	hubNATS *testnats.Server
 	js      jetstream.JetStream // the test's own view of the hub
 	ctx     = context.Background()
@@ -60,6 +61,10 @@ func run(m *testing.M) int {
 	}
 	defer env.Stop()
 	k8s = env.Client
+	if watcher, err = client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 
 	dir, _ := os.MkdirTemp("", "hubflow-controllers-")
 	defer os.RemoveAll(dir)
