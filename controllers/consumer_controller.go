@@ -232,10 +232,18 @@ func consumerBinding(c *hubflowv1.Consumer, cfg jetstream.ConsumerConfig, maxAge
 // When the server keeps a durable with other settings than desired (an
 // edit it refused or cannot make in place), serving is set to them.
 func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, stream string, desired jetstream.ConsumerConfig, serving *jetstream.ConsumerConfig, conds conditions) error {
+	if neverReconciled(c.Status.Conditions) {
+		// As for a new Topic's stream (TopicReconciler.syncStream): create
+		// first; the server refuses it over a durable of another
+		// configuration, and the lookup below then decides.
+		if err := r.create(ctx, c, stream, desired, conds, true); !errors.Is(err, hub.ErrExists) {
+			return err
+		}
+	}
 	observed, err := r.hub.Consumer(ctx, stream, desired.Durable)
 	switch {
 	case errors.Is(err, hub.ErrNotFound):
-		return r.create(ctx, c, stream, desired, conds)
+		return r.create(ctx, c, stream, desired, conds, false)
 	case err != nil:
 		return hubFailure(conds, err)
 	}
@@ -311,8 +319,14 @@ func (r *ConsumerReconciler) apply(ctx context.Context, c *hubflowv1.Consumer, s
 	return nil
 }
 
-func (r *ConsumerReconciler) create(ctx context.Context, c *hubflowv1.Consumer, stream string, desired jetstream.ConsumerConfig, conds conditions) error {
+// create creates the durable. With mayExist, a durable already there is
+// returned as hub.ErrExists with the status untouched, for the caller to
+// look at.
+func (r *ConsumerReconciler) create(ctx context.Context, c *hubflowv1.Consumer, stream string, desired jetstream.ConsumerConfig, conds conditions, mayExist bool) error {
 	info, err := r.hub.CreateConsumer(ctx, stream, desired)
+	if mayExist && errors.Is(err, hub.ErrExists) {
+		return err
+	}
 	if errors.Is(err, hub.ErrNotFound) {
 		// The stream went away behind hubflow's back; the Topic recreates
 		// it, and that (or the observer) wakes this consumer again.
@@ -400,10 +414,16 @@ var errTopicPending = errors.New("the Topic is not reconciled yet")
 // status write wakes the registrant through the watch on Topics.
 var topicPendingRecheck = ctrl.Result{RequeueAfter: 5 * time.Second}
 
+// neverReconciled: no status write has set Ready yet, as for an object
+// just created.
+func neverReconciled(conds []metav1.Condition) bool {
+	return meta.FindStatusCondition(conds, hubflowv1.ConditionReady) == nil
+}
+
 // firstWriteWaits says whether a registrant with these conditions should
 // wait for its Topic without writing: never written, and the Topic pending.
 func firstWriteWaits(err error, conds []metav1.Condition) bool {
-	return errors.Is(err, errTopicPending) && meta.FindStatusCondition(conds, hubflowv1.ConditionReady) == nil
+	return errors.Is(err, errTopicPending) && neverReconciled(conds)
 }
 
 // readyTopic reads the Topic a Producer or Consumer names. When it is

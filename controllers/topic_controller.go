@@ -160,13 +160,23 @@ func (r *TopicReconciler) syncStream(ctx context.Context, topic *hubflowv1.Topic
 	}
 
 	outside := semantic.SubjectsInNamespace(topic)
+	if neverReconciled(topic.Status.Conditions) && outside == nil {
+		// A new Topic almost never finds its stream there: creating it
+		// straight away saves the lookup that would say so. Nothing is
+		// overwritten: the server refuses the create when a stream of that
+		// name holds another configuration (owner metadata included), and
+		// the lookup below then decides.
+		if err := r.create(ctx, topic, desired, conds, true); !errors.Is(err, hub.ErrExists) {
+			return err
+		}
+	}
 	observed, err := r.hub.Stream(ctx, desired.Name)
 	switch {
 	case errors.Is(err, hub.ErrNotFound) && outside != nil:
 		topic.Status.StreamName, topic.Status.Subjects = "", nil
 		return ruleFailure(conds, outside)
 	case errors.Is(err, hub.ErrNotFound):
-		return r.create(ctx, topic, desired, conds)
+		return r.create(ctx, topic, desired, conds, false)
 	case err != nil:
 		return hubFailure(conds, err)
 	}
@@ -269,8 +279,14 @@ func (r *TopicReconciler) served(topic *hubflowv1.Topic, cfg jetstream.StreamCon
 	topic.Status.Subjects = slices.Clone(cfg.Subjects)
 }
 
-func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, desired jetstream.StreamConfig, conds conditions) error {
+// create creates the stream. With mayExist, a stream already there is
+// returned as hub.ErrExists with the status untouched, for the caller to
+// look at.
+func (r *TopicReconciler) create(ctx context.Context, topic *hubflowv1.Topic, desired jetstream.StreamConfig, conds conditions, mayExist bool) error {
 	if _, err := r.hub.CreateStream(ctx, desired); err != nil {
+		if mayExist && errors.Is(err, hub.ErrExists) {
+			return err
+		}
 		// No stream: status names none.
 		topic.Status.StreamName, topic.Status.Subjects = "", nil
 		return hubFailure(conds, r.explain(ctx, desired, err))

@@ -21,6 +21,12 @@ var ErrNotFound = errors.New("not found on the hub")
 // request is retried when the connection returns.
 var ErrUnreachable = errors.New("NATS JetStream is unreachable")
 
+// ErrExists wraps a create the server refused because a stream or durable
+// of that name is already there with another configuration. (One with the
+// very same configuration, metadata included, is not an error: the server
+// answers with it.)
+var ErrExists = errors.New("already on the hub")
+
 // Client is the JetStream surface the controllers use.
 type Client interface {
 	Stream(ctx context.Context, name string) (*jetstream.StreamInfo, error)
@@ -181,6 +187,10 @@ func classify(op string, err error) error {
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("%s: %w: %w", op, ErrNotFound, err)
+	}
+	if code, ok := APICode(err); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) ||
+		ok && (code == jetstream.JSErrCodeConsumerExists || code == jetstream.JSErrCodeConsumerNameExists) {
+		return fmt.Errorf("%s: %w: %w", op, ErrExists, err)
 	}
 	if unreachable(err) {
 		return fmt.Errorf("%s: %w: %w", op, ErrUnreachable, err)
