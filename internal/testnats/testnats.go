@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubflow/hubflow/internal/testdiag"
 )
 
 // Server is one JetStream-enabled nats-server.
@@ -233,4 +235,30 @@ func Connect(tb testing.TB, url string) jetstream.JetStream {
 		tb.Fatal(err)
 	}
 	return js
+}
+
+// StartTestCluster is StartCluster for a test: stores in the test's temp
+// dir, up to three tries (free ports are picked, released and bound again,
+// so a process beside this one can take one in between; each try picks new
+// ones), and a stop at the test's end that fails the test, with what it was
+// stuck in, if a node does not shut down in 90 s.
+func StartTestCluster(t testing.TB) *Cluster {
+	t.Helper()
+	var c *Cluster
+	var err error
+	for try := 1; try <= 3; try++ {
+		if c, err = StartCluster(t.TempDir()); err == nil {
+			break
+		}
+		t.Logf("starting the NATS cluster (try %d): %v", try, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := testdiag.Within(90*time.Second, "stopping the NATS cluster", c.Stop); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
 }

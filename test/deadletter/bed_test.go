@@ -115,23 +115,7 @@ func startHub(t *testing.T) *hub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	var cluster *testnats.Cluster
-	// Free ports are picked, released and bound again: a process beside
-	// this one can take one in between. Each try picks new ones.
-	for try := 1; try <= 3; try++ {
-		if cluster, err = testnats.StartCluster(t.TempDir()); err == nil {
-			break
-		}
-		t.Logf("starting the NATS cluster (try %d): %v", try, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := testdiag.Within(stopGrace, "stopping the NATS cluster", cluster.Stop); err != nil {
-			t.Error(err)
-		}
-	})
+	cluster := testnats.StartTestCluster(t)
 	h := &hub{env: env, cluster: cluster, js: testnats.Connect(t, cluster.URL()), opts: controllers.Options{
 		ResyncInterval: time.Minute, ObserveInterval: time.Second, MaxConcurrentReconciles: 2,
 		DeadLetterReplicas: hubReplicas, DeadLetterAckWait: moverAckWait,

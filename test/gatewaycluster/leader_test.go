@@ -55,22 +55,7 @@ func startHub(t *testing.T) *hub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	var cluster *testnats.Cluster
-	// Free ports are picked, released and bound again; each try picks new ones.
-	for try := 1; try <= 3; try++ {
-		if cluster, err = testnats.StartCluster(t.TempDir()); err == nil {
-			break
-		}
-		t.Logf("starting the NATS cluster (try %d): %v", try, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := testdiag.Within(90*time.Second, "stopping the NATS cluster", cluster.Stop); err != nil {
-			t.Error(err)
-		}
-	})
+	cluster := testnats.StartTestCluster(t)
 	mgr, err := testhub.Start(env.Config, env.Scheme, cluster.URL(), controllers.Options{
 		ResyncInterval: time.Minute, ObserveInterval: time.Second, MaxConcurrentReconciles: 2})
 	if err != nil {
