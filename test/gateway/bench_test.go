@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -194,16 +193,7 @@ func cachedGateway(b *testing.B) *gateway.Gateway {
 	if err != nil {
 		b.Fatal(err)
 	}
-	nc, err := nats.Connect(hubNATS.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	g, err := gateway.New(gateway.Config{Reader: objects, NATS: nc, Auth: &gateway.TokenReviewer{Client: k8s, CacheFor: time.Minute},
-		Registry: prometheus.NewRegistry()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	g, _ := gatewayReading(b, objects)
 	return g
 }
 

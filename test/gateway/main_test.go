@@ -44,16 +44,21 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// newGateway builds a gateway replica on its own NATS connection; the caller
-// serves it and decides how it dies.
-func newGateway(t testing.TB) (*gateway.Gateway, *nats.Conn) {
+// newGateway builds a gateway replica on its own NATS connection that reads
+// Topics and Producers straight from the API server; the caller serves it
+// and decides how it dies.
+func newGateway(t testing.TB) (*gateway.Gateway, *nats.Conn) { return gatewayReading(t, k8s) }
+
+// gatewayReading is newGateway reading from objects (cmd/gateway uses an
+// informer cache: gateway.StartCache).
+func gatewayReading(t testing.TB, objects client.Reader) (*gateway.Gateway, *nats.Conn) {
 	t.Helper()
 	nc, err := nats.Connect(hubNATS.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	g, err := gateway.New(gateway.Config{Reader: k8s, NATS: nc, Auth: &gateway.TokenReviewer{Client: k8s, CacheFor: time.Minute},
+	g, err := gateway.New(gateway.Config{Reader: objects, NATS: nc, Auth: &gateway.TokenReviewer{Client: k8s, CacheFor: time.Minute},
 		Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
