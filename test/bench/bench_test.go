@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
@@ -78,12 +79,15 @@ func BenchmarkHubAtScale(b *testing.B) {
 		b.ReportMetric(float64(r.healMax.Milliseconds()), "heal-max-ms")
 		b.ReportMetric(r.idleJS, "idle-js-req/min")
 		b.ReportMetric(r.idleWrites, "idle-apiserver-writes/min")
+		b.ReportMetric(r.restart.Seconds(), "restart-reverified-s")
+		b.ReportMetric(float64(r.restartWrites), "restart-apiserver-writes")
 	}
 }
 
 type result struct {
-	raw, bareCreate, create, allReady, afterLastCreate, healMedian, healMax time.Duration
-	writesPerObject, idleJS, idleWrites                                     float64
+	raw, bareCreate, create, allReady, afterLastCreate, healMedian, healMax, restart time.Duration
+	writesPerObject, idleJS, idleWrites                                              float64
+	restartWrites                                                                    uint64
 }
 
 func runScenario(b *testing.B, n int, kinds []kind, idle, observe, resync time.Duration) result {
@@ -119,7 +123,7 @@ func runScenario(b *testing.B, n int, kinds []kind, idle, observe, resync time.D
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer mgr.Stop()
+	defer func() { _ = mgr.Stop() }() // the manager running then: it is restarted below
 
 	// The test's own client creates as fast as the API server takes it.
 	ucfg := rest.CopyConfig(env.Config)
@@ -168,7 +172,72 @@ func runScenario(b *testing.B, n int, kinds []kind, idle, observe, resync time.D
 	if r.idleWrites > 0 {
 		b.Logf("API-server writes while idle: %s", writesSince(idleBefore, breakdown()))
 	}
+
+	// A manager restart (or a leader change: the new leader starts the same
+	// way) re-verifies every object against the hub. Done when each
+	// object's controller has reconciled it once more; it should write
+	// nothing, since nothing changed.
+	if err := mgr.Stop(); err != nil {
+		b.Logf("stopping the manager: %v", err)
+	}
+	reconciled := reconcileCounts(b)
+	js1, w1, restartBefore := apiRequests(b, hub), writes(), breakdown()
+	start = time.Now()
+	mgr, err = testhub.Start(mcfg, env.Scheme, hub.URL(), controllers.Options{
+		ResyncInterval: resync, ObserveInterval: observe, MaxConcurrentReconciles: envInt("HUBFLOW_BENCH_WORKERS", 4),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		now := reconcileCounts(b)
+		done := true
+		// The controllers of kinds, in its order (topic, consumer, producer).
+		for _, k := range []string{"topic", "consumer", "producer"}[:len(kinds)] {
+			if now[k]-reconciled[k] < float64(n) {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			b.Fatalf("after a restart, reconciled %v of %d per kind in 10 minutes", now, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.restart = time.Since(start)
+	r.restartWrites = writes() - w1
+	b.Logf("manager restarted: every object re-verified in %s, %d API-server writes, %d JetStream API requests (%.1f per object)",
+		r.restart.Round(time.Millisecond), r.restartWrites, apiRequests(b, hub)-js1, float64(apiRequests(b, hub)-js1)/float64(objects))
+	if r.restartWrites > 0 {
+		b.Logf("API-server writes after the restart: %s", writesSince(restartBefore, breakdown()))
+	}
 	return r
+}
+
+// reconcileCounts is how many reconciles each controller of this process
+// has finished, whatever the result, by kind ("topic", "consumer",
+// "producer"), read from controller-runtime's metrics.
+func reconcileCounts(b *testing.B) map[string]float64 {
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" {
+					counts[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return counts
 }
 
 // writesSince lists the writes per verb and resource between two counts.
