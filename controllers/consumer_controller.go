@@ -88,12 +88,8 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	before := c.DeepCopy()
 	conds := newConditions(&c.Status.CommonStatus, c.Generation)
 	renewIn, err := r.sync(ctx, &c, conds)
-	if firstWriteWaits(err, before.Status.Conditions) {
-		return topicPendingRecheck, nil
-	}
 	if errors.Is(err, errTopicPending) {
-		conds.failed(false, ReasonTopicNotReady, "Topic %s is not reconciled yet", c.Spec.TopicRef.Name)
-		err = nil
+		return r.requeue(), nil
 	}
 	if !isReady(c.Status.Conditions) {
 		r.forgetGone(ctx, &c)
@@ -403,27 +399,21 @@ func (r *ConsumerReconciler) deleteOwned(ctx context.Context, c *hubflowv1.Consu
 	return nil
 }
 
-// errTopicPending: the Topic is there but not reconciled yet. A registrant
-// never written before waits for it without a status write, which would
-// only show its semantic for the moments until the Ready write (one status
-// write per object on the way to Ready); one written before is written as
-// usual, so a Ready it showed does not outlive a recreated Topic.
+// errTopicPending: the Topic is there but not reconciled yet, and the
+// registrant was never written either. It waits without a status write,
+// which would only show its semantic for the moments until the Ready write
+// (one status write per object on the way to Ready). The Topic's first
+// status write wakes it through the watch on Topics: the registrant is in
+// the cache by then, since it was just reconciled from it. No timed
+// recheck, which would cost a second reconcile of every such registrant;
+// the usual backstop resync stays.
 var errTopicPending = errors.New("the Topic is not reconciled yet")
 
-// topicPendingRecheck is the safety net of that wait: the Topic's first
-// status write wakes the registrant through the watch on Topics.
-var topicPendingRecheck = ctrl.Result{RequeueAfter: 5 * time.Second}
 
 // neverReconciled: no status write has set Ready yet, as for an object
 // just created.
 func neverReconciled(conds []metav1.Condition) bool {
 	return meta.FindStatusCondition(conds, hubflowv1.ConditionReady) == nil
-}
-
-// firstWriteWaits says whether a registrant with these conditions should
-// wait for its Topic without writing: never written, and the Topic pending.
-func firstWriteWaits(err error, conds []metav1.Condition) bool {
-	return errors.Is(err, errTopicPending) && neverReconciled(conds)
 }
 
 // readyTopic reads the Topic a Producer or Consumer names. When it is
@@ -441,10 +431,15 @@ func readyTopic(ctx context.Context, c client.Reader, namespace, name string, co
 	case !topic.DeletionTimestamp.IsZero():
 		conds.failed(false, ReasonTopicNotReady, "Topic %s is being deleted", name)
 		return &topic, false, nil
-	case meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionReady) == nil:
-		// Created moments ago and not reconciled yet, as when a whole flow is
-		// applied at once: its first status write wakes the registrant.
-		return &topic, false, errTopicPending
+	case neverReconciled(topic.Status.Conditions):
+		// Created moments ago, as when a whole flow is applied at once: its
+		// first status write wakes the registrant. One written before says
+		// so, so that a Ready it showed does not outlive a recreated Topic.
+		if neverReconciled(conds.status.Conditions) {
+			return &topic, false, errTopicPending
+		}
+		conds.failed(false, ReasonTopicNotReady, "Topic %s is not reconciled yet", name)
+		return &topic, false, nil
 	case !isReady(topic.Status.Conditions):
 		conds.failed(false, ReasonTopicNotReady, "Topic %s is not ready: %s", name,
 			meta.FindStatusCondition(topic.Status.Conditions, hubflowv1.ConditionReady).Message)

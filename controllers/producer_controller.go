@@ -58,12 +58,8 @@ func (r *ProducerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	before := p.DeepCopy()
 	conds := newConditions(&p.Status.CommonStatus, p.Generation)
 	renewIn, err := r.sync(ctx, &p, conds)
-	if firstWriteWaits(err, before.Status.Conditions) {
-		return topicPendingRecheck, nil
-	}
 	if errors.Is(err, errTopicPending) {
-		conds.failed(false, ReasonTopicNotReady, "Topic %s is not reconciled yet", p.Spec.TopicRef.Name)
-		err = nil
+		return ctrl.Result{}, nil // the Topic's first status write wakes it
 	}
 	if !isReady(p.Status.Conditions) {
 		r.forgetGone(ctx, &p)

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zapcore"
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -111,25 +110,7 @@ const wait = 20 * time.Second
 // condition waits until obj's condition typ has the status and reason.
 func condition(t *testing.T, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
 	t.Helper()
-	var got metav1.Condition
-	eventually(t, wait, func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-			return err
-		}
-		c := meta.FindStatusCondition(conditionsOf(obj), typ)
-		if c == nil {
-			return fmt.Errorf("no %s condition yet", typ)
-		}
-		got = *c
-		if c.Status != status || (reason != "" && c.Reason != reason) {
-			return fmt.Errorf("%s is %s/%s: %s", typ, c.Status, c.Reason, c.Message)
-		}
-		if c.ObservedGeneration != obj.GetGeneration() {
-			return fmt.Errorf("%s describes generation %d, object is at %d", typ, c.ObservedGeneration, obj.GetGeneration())
-		}
-		return nil
-	})
-	return got
+	return testkube.WaitCondition(t, k8s, wait, obj, typ, status, reason)
 }
 
 func ready(t *testing.T, obj client.Object) {
@@ -137,17 +118,7 @@ func ready(t *testing.T, obj client.Object) {
 	condition(t, obj, hubflowv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonReady)
 }
 
-func conditionsOf(obj client.Object) []metav1.Condition {
-	switch o := obj.(type) {
-	case *hubflowv1.Topic:
-		return o.Status.Conditions
-	case *hubflowv1.Producer:
-		return o.Status.Conditions
-	case *hubflowv1.Consumer:
-		return o.Status.Conditions
-	}
-	return nil
-}
+var conditionsOf = testkube.Conditions
 
 // eventFor waits for an event with reason about obj.
 func eventFor(t *testing.T, obj client.Object, reason string) eventsv1.Event {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -109,4 +110,43 @@ func CreateBound(t testing.TB, k8s client.Client, cons *hubflowv1.Consumer) {
 		}
 		return nil
 	})
+}
+
+// Conditions are the status conditions of a Topic, Producer or Consumer.
+func Conditions(obj client.Object) []metav1.Condition {
+	switch o := obj.(type) {
+	case *hubflowv1.Topic:
+		return o.Status.Conditions
+	case *hubflowv1.Producer:
+		return o.Status.Conditions
+	case *hubflowv1.Consumer:
+		return o.Status.Conditions
+	}
+	return nil
+}
+
+// WaitCondition waits until obj's condition typ has status and reason (any
+// reason when empty) for obj's current generation, and returns it; obj
+// holds what was read last.
+func WaitCondition(t testing.TB, k8s client.Client, timeout time.Duration, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
+	t.Helper()
+	var got metav1.Condition
+	Eventually(t, timeout, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(Conditions(obj), typ)
+		if c == nil {
+			return fmt.Errorf("%s %s: no %s condition yet", obj.GetNamespace(), obj.GetName(), typ)
+		}
+		got = *c
+		if c.Status != status || (reason != "" && c.Reason != reason) {
+			return fmt.Errorf("%s %s: %s is %s/%s: %s", obj.GetNamespace(), obj.GetName(), typ, c.Status, c.Reason, c.Message)
+		}
+		if c.ObservedGeneration != obj.GetGeneration() {
+			return fmt.Errorf("%s %s: %s describes generation %d, the object is at %d", obj.GetNamespace(), obj.GetName(), typ, c.ObservedGeneration, obj.GetGeneration())
+		}
+		return nil
+	})
+	return got
 }

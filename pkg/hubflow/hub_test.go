@@ -24,15 +24,7 @@ type hub struct {
 func startHub(t testing.TB) *hub {
 	t.Helper()
 	srv := natstest.Start(t, nil)
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := srv.Connect(t)
 	return &hub{srv: srv, nc: nc, js: js}
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -693,29 +692,7 @@ func ready(t *testing.T, obj client.Object) {
 // condition waits until obj's condition typ has the status and reason.
 func condition(t *testing.T, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
 	t.Helper()
-	var got metav1.Condition
-	eventually(t, wait, func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-			return err
-		}
-		var conds []metav1.Condition
-		switch o := obj.(type) {
-		case *hubflowv1.Producer:
-			conds = o.Status.Conditions
-		case *hubflowv1.Consumer:
-			conds = o.Status.Conditions
-		}
-		c := meta.FindStatusCondition(conds, typ)
-		if c == nil {
-			return fmt.Errorf("no %s condition yet", typ)
-		}
-		got = *c
-		if c.Status != status || c.Reason != reason {
-			return fmt.Errorf("%s is %s/%s: %s", typ, c.Status, c.Reason, c.Message)
-		}
-		return nil
-	})
-	return got
+	return testkube.WaitCondition(t, k8s, wait, obj, typ, status, reason)
 }
 
 // eventFor waits for an event with reason about obj whose note holds every

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,28 +52,12 @@ func TestWindowHoldSurvivesAManagerRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	condition := func(what string, o client.Object, typ string, status metav1.ConditionStatus, contains string) {
+	condition := func(o client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
 		t.Helper()
-		testkube.Eventually(t, 30*time.Second, func() error {
-			if err := k8s.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
-				return err
-			}
-			var conds []metav1.Condition
-			switch v := o.(type) {
-			case *hubflowv1.Topic:
-				conds = v.Status.Conditions
-			case *hubflowv1.Producer:
-				conds = v.Status.Conditions
-			}
-			c := meta.FindStatusCondition(conds, typ)
-			if c == nil || c.Status != status || !strings.Contains(c.Message, contains) {
-				return fmt.Errorf("%s: %s is %+v", what, typ, c)
-			}
-			return nil
-		})
+		return testkube.WaitCondition(t, k8s, 30*time.Second, o, typ, status, reason)
 	}
-	condition("the flow", topic, hubflowv1.ConditionReady, metav1.ConditionTrue, "")
-	condition("the flow", prod, hubflowv1.ConditionReady, metav1.ConditionTrue, "")
+	condition(topic, hubflowv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonReady)
+	condition(prod, hubflowv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonReady)
 	horizon := semantic.ProducerRetryHorizon(prod)
 	window := func() time.Duration {
 		t.Helper()
@@ -92,11 +75,16 @@ func TestWindowHoldSurvivesAManagerRestart(t *testing.T) {
 	if err := k8s.Update(ctx, topic); err != nil {
 		t.Fatal(err)
 	}
-	condition("the shrink below the horizon", topic, hubflowv1.ConditionSynced, metav1.ConditionFalse, "")
+	condition(topic, hubflowv1.ConditionSynced, metav1.ConditionFalse, controllers.ReasonDuplicateWindowHeld)
 	if err := k8s.Delete(ctx, prod); err != nil {
 		t.Fatal(err)
 	}
-	condition("the Producer's deletion", topic, hubflowv1.ConditionSynced, metav1.ConditionFalse, "gone")
+	testkube.Eventually(t, 30*time.Second, func() error {
+		if c := condition(topic, hubflowv1.ConditionSynced, metav1.ConditionFalse, controllers.ReasonDuplicateWindowHeld); !strings.Contains(c.Message, "gone") {
+			return fmt.Errorf("the Topic does not say the window is held for a deleted Producer: %s", c.Message)
+		}
+		return nil
+	})
 	deleted := time.Now()
 
 	if err := stack.Manager.Stop(); err != nil {
@@ -118,7 +106,7 @@ func TestWindowHoldSurvivesAManagerRestart(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	condition("the end of the hold", topic, hubflowv1.ConditionSynced, metav1.ConditionTrue, "")
+	condition(topic, hubflowv1.ConditionSynced, metav1.ConditionTrue, controllers.ReasonReconciled)
 	if got := window(); got != 10*time.Second {
 		t.Errorf("after the hold the window is %s, want the declared 10s", got)
 	}
