@@ -90,4 +90,19 @@ func TestStatusForgetsWhatIsGone(t *testing.T) {
 		}
 		return errors.Join(errs...)
 	})
+
+	// Applied again, the Topic's new stream serves the registrants written
+	// before: they wait for it and come back Ready, the durable made anew.
+	again := newTopic(ns, "ledger", hubflowv1.AtLeastOnce)
+	again.Spec.DeletionPolicy = hubflowv1.DeleteOnDelete
+	create(t, again)
+	ready(t, again)
+	ready(t, reader)
+	ready(t, writer)
+	if reader.Status.StreamName != stream || reader.Status.DurableName == "" || writer.Status.StreamName != stream {
+		t.Errorf("after the Topic is applied again: consumer names %q/%q, producer %q", reader.Status.StreamName, reader.Status.DurableName, writer.Status.StreamName)
+	}
+	if _, err := js.Consumer(ctx, stream, reader.Status.DurableName); err != nil {
+		t.Errorf("durable %s on the new stream: %v", reader.Status.DurableName, err)
+	}
 }
