@@ -409,7 +409,6 @@ func (r *ConsumerReconciler) deleteOwned(ctx context.Context, c *hubflowv1.Consu
 // the usual backstop resync stays.
 var errTopicPending = errors.New("the Topic is not reconciled yet")
 
-
 // neverReconciled: no status write has set Ready yet, as for an object
 // just created.
 func neverReconciled(conds []metav1.Condition) bool {

@@ -104,27 +104,43 @@ func PublishRetrying(c *http.Client, bases []string, path, tok, id string, sem h
 }
 
 // StoredPayloads reads stream from its start and counts its messages per
-// payload (the message's identity in these tests).
+// payload (the message's identity in these tests). On a cluster a read
+// right after a leader change can meet "no responders" while the new
+// leader settles: the whole read is tried again, for up to 30 s.
 func StoredPayloads(t testing.TB, js jetstream.JetStream, stream string) map[string]int {
 	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		counts, err := readPayloads(js, stream)
+		if err == nil {
+			return counts
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reading %s back: %v", stream, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func readPayloads(js jetstream.JetStream, stream string) (map[string]int, error) {
 	ctx := context.Background()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	counts := map[string]int{}
 	for n := uint64(0); n < info.State.Msgs; {
 		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		got := 0
 		for m := range batch.Messages() {
@@ -132,12 +148,12 @@ func StoredPayloads(t testing.TB, js jetstream.JetStream, stream string) map[str
 			got++
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			t.Fatalf("reading %s back after %d messages: %v", stream, n, err)
+			return nil, fmt.Errorf("after %d messages: %w", n, err)
 		}
 		if got == 0 {
-			t.Fatalf("reading %s back: %d of %d messages, then nothing came", stream, n, info.State.Msgs)
+			return nil, fmt.Errorf("%d of %d messages, then nothing came", n, info.State.Msgs)
 		}
 		n += uint64(got)
 	}
-	return counts
+	return counts, nil
 }
