@@ -24,6 +24,9 @@ type Trust struct {
 	// SigningKey is an (unscoped) signing key the account JWT lists; its
 	// seed is what the hubflow manager is given.
 	SigningKey nkeys.KeyPair
+	// OperatorSigningKey is a signing key the operator JWT lists: what a
+	// manager that creates tenant accounts is given.
+	OperatorSigningKey nkeys.KeyPair
 
 	operatorJWT, systemJWT, accountJWT string
 }
@@ -41,6 +44,7 @@ func NewTrust() (*Trust, error) {
 		{&t.System, nkeys.CreateAccount},
 		{&t.Account, nkeys.CreateAccount},
 		{&t.SigningKey, nkeys.CreateAccount},
+		{&t.OperatorSigningKey, nkeys.CreateOperator},
 	} {
 		if *k.kp, err = k.create(); err != nil {
 			return nil, err
@@ -54,6 +58,8 @@ func NewTrust() (*Trust, error) {
 	op := jwt.NewOperatorClaims(opPub)
 	op.Name = "hubflow-test"
 	op.SystemAccount = sysPub
+	opSigningPub, _ := t.OperatorSigningKey.PublicKey()
+	op.SigningKeys.Add(opSigningPub)
 	if t.operatorJWT, err = op.Encode(t.Operator); err != nil {
 		return nil, fmt.Errorf("operator JWT: %w", err)
 	}
@@ -79,10 +85,26 @@ func (t *Trust) SigningSeed() []byte {
 	return append([]byte(nil), seed...)
 }
 
+// OperatorSigningSeed is the operator signing key's seed.
+func (t *Trust) OperatorSigningSeed() []byte {
+	seed, _ := t.OperatorSigningKey.Seed()
+	return append([]byte(nil), seed...)
+}
+
+// SystemUserCreds mints an unrestricted user of the system account, the
+// kind that pushes account JWTs to the resolver.
+func (t *Trust) SystemUserCreds(name string) ([]byte, error) {
+	return userCreds(t.System, name, nil, nil)
+}
+
 // UserCreds mints a user of the application account, signed with the
 // account's own key (as an administrator does with nsc), with pub and sub
 // as allow lists; none means no restriction.
 func (t *Trust) UserCreds(name string, pub, sub []string) ([]byte, error) {
+	return userCreds(t.Account, name, pub, sub)
+}
+
+func userCreds(account nkeys.KeyPair, name string, pub, sub []string) ([]byte, error) {
 	user, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, err
@@ -92,7 +114,7 @@ func (t *Trust) UserCreds(name string, pub, sub []string) ([]byte, error) {
 	claims.Name = name
 	claims.Pub.Allow.Add(pub...)
 	claims.Sub.Allow.Add(sub...)
-	token, err := claims.Encode(t.Account)
+	token, err := claims.Encode(account)
 	if err != nil {
 		return nil, err
 	}
