@@ -81,6 +81,8 @@ type bindingResult struct {
 	creds *credentials.Issued
 	// minted says why new credentials were issued; Fresh when they were kept.
 	minted credentials.Stale
+	// issuer signed or checked creds.
+	issuer *credentials.Issuer
 	// dropped lists binding Secrets of the object under an earlier name.
 	dropped []string
 }
@@ -111,12 +113,17 @@ func (r reconciler) bind(ctx context.Context, req bindingRequest) (bindingResult
 
 	b := req.binding
 	b.URL = r.bindingURL
-	if r.issuer != nil {
+	issuer, err := r.issuerFor(ctx, key.Namespace)
+	if err != nil {
+		return res, err
+	}
+	if issuer != nil {
 		now := time.Now()
-		issued, stale := r.issuer.Check(existing.Data[binding.KeyCreds], req.user(), req.perms, now)
+		issued, stale := issuer.Check(existing.Data[binding.KeyCreds], req.user(), req.perms, now)
+		res.issuer = issuer
 		if stale != credentials.Fresh {
 			var err error
-			if issued, err = r.issuer.Issue(req.user(), req.perms, now); err != nil {
+			if issued, err = issuer.Issue(req.user(), req.perms, now); err != nil {
 				return res, fmt.Errorf("issuing credentials: %w", err)
 			}
 		}
@@ -251,7 +258,7 @@ func (r reconciler) report(obj client.Object, req bindingRequest, res bindingRes
 		recordCredentialsExpiry(obj, res.creds.Expires)
 		conds.set(hubflowv1.ConditionCredentialsIssued, true, ReasonIssued,
 			"binding Secret %s holds credentials for NATS user %s, valid until %s; they are renewed from %s",
-			req.secret, res.creds.User, stamp(res.creds.Expires), stamp(r.issuer.RenewAt(res.creds.Expires)))
+			req.secret, res.creds.User, stamp(res.creds.Expires), stamp(res.issuer.RenewAt(res.creds.Expires)))
 	}
 
 	minted := res.creds != nil && res.minted != credentials.Fresh
@@ -298,11 +305,11 @@ func notRenewed(status *hubflowv1.CommonStatus, conds conditions, kind string) {
 // zero when there is nothing to renew. A little positive jitter spreads the
 // renewals of objects created together.
 func (r reconciler) renewal(res bindingResult) time.Duration {
-	if res.creds == nil || r.issuer == nil {
+	if res.creds == nil || res.issuer == nil {
 		return 0
 	}
-	due := time.Until(r.issuer.RenewAt(res.creds.Expires))
-	return max(due, time.Second) + time.Duration(rand.Int64N(int64(r.issuer.TTL())/50+1))
+	due := time.Until(res.issuer.RenewAt(res.creds.Expires))
+	return max(due, time.Second) + time.Duration(rand.Int64N(int64(res.issuer.TTL())/50+1))
 }
 
 // cacheLagRetry is the result of a reconcile that met errCacheLag: the

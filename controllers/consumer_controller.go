@@ -145,6 +145,12 @@ func (r *ConsumerReconciler) sync(ctx context.Context, c *hubflowv1.Consumer, co
 				topic.Name)
 			return 0, nil
 		}
+		if r.accounts != nil {
+			c.Status.Semantic, c.Status.DeadLetter = hubflowv1.StatusSemantic(sem), nil
+			conds.failed(false, ReasonDeadLetterNeedsSharedAccount,
+				"spec.deadLetter is not available on a hub with one NATS account per namespace yet: the server announces dead letters inside each account, and hubflow captures them in one; remove spec.deadLetter, or run the manager without --tenancy=namespace")
+			return 0, nil
+		}
 		// The capture stream exists before the durable can give up on a
 		// message, so no announcement of one is missed.
 		if err := r.deadLetters.ensureCapture(ctx); err != nil {

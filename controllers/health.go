@@ -58,6 +58,7 @@ var failureKinds = map[string]failureKind{
 	semantic.ReasonRetryHorizonTooLong:       permanent,
 	semantic.ReasonSubjectOutsideNamespace:   permanent,
 	ReasonDeadLetterNeedsAcks:                permanent,
+	ReasonDeadLetterNeedsSharedAccount:       permanent,
 }
 
 // kindOf treats an unclassified reason as transient: an object is never

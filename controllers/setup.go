@@ -54,6 +54,10 @@ type Options struct {
 	// the server's dead-letter announcements (1 when unset); give it the
 	// replicas of the Topics whose dead letters matter.
 	DeadLetterReplicas int
+	// Tenancy, when set, puts each namespace's flows in a NATS account of
+	// its own; the connection given to Setup is then a system-account
+	// user's. Credentials must be nil: each account mints its own users.
+	Tenancy *Tenancy
 	// DeadLetterAckWait is how long the dead-letter mover has for one
 	// message before it is handed out again (DefaultDeadLetterAckWait when
 	// unset).
@@ -71,6 +75,9 @@ const DefaultClusterName = "default"
 // advisory watch that repairs out-of-band changes, and the lag collector.
 // nc is the manager's one long-lived NATS connection.
 func Setup(mgr ctrl.Manager, nc *nats.Conn, opts Options) error {
+	if opts.Tenancy != nil {
+		return setup(mgr, nc, nil, opts)
+	}
 	js, err := hub.New(nc)
 	if err != nil {
 		return err
@@ -80,6 +87,17 @@ func Setup(mgr ctrl.Manager, nc *nats.Conn, opts Options) error {
 
 // SetupWithClient is Setup with an explicit hub client (tests count its calls).
 func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Options) error {
+	if opts.Tenancy != nil {
+		return errors.New("controllers: with Tenancy, the hub client is one per account: use Setup")
+	}
+	return setup(mgr, nc, js, opts)
+}
+
+// setup wires everything; js is nil with tenancy, where it is made here.
+func setup(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Options) error {
+	if opts.Tenancy != nil && opts.Credentials != nil {
+		return errors.New("controllers: Tenancy and Credentials exclude each other: with tenancy every account mints its own users")
+	}
 	if opts.ResyncInterval <= 0 {
 		return errors.New("controllers: ResyncInterval must be positive")
 	}
@@ -91,6 +109,18 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 	}
 	hubConn.Store(nc)
 	triggers := newTriggers()
+	var accounts *accountHub
+	if opts.Tenancy != nil {
+		accounts = newAccountHub(*opts.Tenancy, nc, func(ctx context.Context, tenant *nats.Conn) {
+			if err := (&advisoryWatch{nc: tenant, client: mgr.GetClient(), triggers: triggers}).Start(ctx); err != nil {
+				ctrl.LoggerFrom(ctx).Error(err, "watching a tenant account's advisories; drift there is repaired by the observer and the resync only")
+			}
+		})
+		if err := mgr.Add(accounts); err != nil {
+			return err
+		}
+		js = accounts
+	}
 	base := reconciler{
 		client:     mgr.GetClient(),
 		apiReader:  mgr.GetAPIReader(),
@@ -101,10 +131,14 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 		issuer:     opts.Credentials,
 		bindingURL: opts.BindingURL,
 		cluster:    cmp.Or(opts.ClusterName, DefaultClusterName),
+		accounts:   accounts,
 	}
 	windowGrace := opts.WindowHoldGrace
 	if windowGrace <= 0 && opts.Credentials != nil {
 		windowGrace = opts.Credentials.TTL()
+	}
+	if windowGrace <= 0 && opts.Tenancy != nil {
+		windowGrace = opts.Tenancy.CredentialsTTL
 	}
 	if windowGrace <= 0 {
 		windowGrace = DefaultWindowHoldGrace
@@ -122,8 +156,12 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(letters); err != nil {
-		return err
+	// With tenancy the capture stream would need one per account: dead
+	// letters are refused there (the Consumer says so), and no mover runs.
+	if accounts == nil {
+		if err := mgr.Add(letters); err != nil {
+			return err
+		}
 	}
 	if err := (&ConsumerReconciler{reconciler: base, wakeTopics: triggers.topics, deadLetters: letters}).setup(mgr, copts, triggers.consumers); err != nil {
 		return err
@@ -131,8 +169,10 @@ func SetupWithClient(mgr ctrl.Manager, nc *nats.Conn, js hub.Client, opts Option
 	if err := (&ProducerReconciler{reconciler: base}).setup(mgr, copts, triggers.producers); err != nil {
 		return err
 	}
-	if err := mgr.Add(&advisoryWatch{nc: nc, client: mgr.GetClient(), triggers: triggers}); err != nil {
-		return err
+	if accounts == nil { // with tenancy, each account's connection has its own watch
+		if err := mgr.Add(&advisoryWatch{nc: nc, client: mgr.GetClient(), triggers: triggers}); err != nil {
+			return err
+		}
 	}
 	if opts.ObserveInterval > 0 {
 		return mgr.Add(&observer{client: mgr.GetClient(), hub: js, interval: opts.ObserveInterval, triggers: triggers, cluster: base.cluster})
@@ -153,6 +193,17 @@ type reconciler struct {
 	issuer     *credentials.Issuer
 	bindingURL string
 	cluster    string
+	// accounts is the per-namespace accounts' hub with tenancy, else nil.
+	accounts *accountHub
+}
+
+// issuerFor mints namespace's users: the one account's issuer on a shared
+// hub, the namespace's own account's with tenancy, nil without auth.
+func (r reconciler) issuerFor(ctx context.Context, namespace string) (*credentials.Issuer, error) {
+	if r.accounts != nil {
+		return r.accounts.issuer(ctx, namespace)
+	}
+	return r.issuer, nil
 }
 
 // owned stamps this cluster on a compiled stream's or durable's metadata.

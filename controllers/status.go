@@ -32,12 +32,13 @@ const (
 	ReasonSubjectsOverlap     = "SubjectsOverlap"
 	ReasonStreamRecreated     = "StreamRecreatedEmpty"
 	// Dead letters (controllers/deadletter.go).
-	ReasonDeadLetterTopicNotReady = "DeadLetterTopicNotReady"
-	ReasonDeadLetterNeedsAcks     = "DeadLetterNeedsAcks"
-	ReasonDeadLettered            = "DeadLettered"
-	ReasonDeadLetterStuck         = "DeadLetterStuck"
-	ReasonDeadLettersReplayed     = "DeadLettersReplayed"
-	ReasonReplayFailed            = "DeadLetterReplayFailed"
+	ReasonDeadLetterTopicNotReady      = "DeadLetterTopicNotReady"
+	ReasonDeadLetterNeedsAcks          = "DeadLetterNeedsAcks"
+	ReasonDeadLetterNeedsSharedAccount = "DeadLetterNeedsSharedAccount"
+	ReasonDeadLettered                 = "DeadLettered"
+	ReasonDeadLetterStuck              = "DeadLetterStuck"
+	ReasonDeadLettersReplayed          = "DeadLettersReplayed"
+	ReasonReplayFailed                 = "DeadLetterReplayFailed"
 )
 
 // ConditionStreamRecreated is True once a Topic's stream was found deleted

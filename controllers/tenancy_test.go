@@ -57,3 +57,18 @@ func TestTopicCannotTakeAnotherNamespacesSubjects(t *testing.T) {
 		t.Errorf("the refused edit reached the stream: subjects %v", got)
 	}
 }
+
+// On a hub whose namespaces share one account, a Topic says so: isolation
+// between namespaces is off (docs/tenancy.md).
+func TestTopicSaysIsolationIsOffOnASharedAccount(t *testing.T) {
+	ns := namespace(t)
+	topic := newTopic(ns, "events", hubflowv1.AtLeastOnce)
+	create(t, topic)
+	ready(t, topic)
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(topic), topic); err != nil {
+		t.Fatal(err)
+	}
+	if topic.Status.Isolation != hubflowv1.IsolationSharedAccount || topic.Status.Account != "" {
+		t.Errorf("status: isolation %q, account %q; want %s and no account on a hub without auth", topic.Status.Isolation, topic.Status.Account, hubflowv1.IsolationSharedAccount)
+	}
+}

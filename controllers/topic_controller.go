@@ -277,6 +277,21 @@ func (r *TopicReconciler) syncStream(ctx context.Context, topic *hubflowv1.Topic
 func (r *TopicReconciler) served(topic *hubflowv1.Topic, cfg jetstream.StreamConfig) {
 	topic.Status.StreamName = cfg.Name
 	topic.Status.Subjects = slices.Clone(cfg.Subjects)
+	topic.Status.Isolation, topic.Status.Account = r.isolation(topic.Namespace)
+}
+
+// isolation is what keeps other namespaces away from namespace's streams,
+// and the account they live in when the manager knows it.
+func (r *TopicReconciler) isolation(namespace string) (hubflowv1.Isolation, string) {
+	if r.accounts != nil {
+		if acc, err := r.accounts.tenancy.Authority.Account(namespace); err == nil {
+			return hubflowv1.IsolationNamespaceAccount, acc.Public
+		}
+	}
+	if r.issuer != nil {
+		return hubflowv1.IsolationSharedAccount, r.issuer.Account()
+	}
+	return hubflowv1.IsolationSharedAccount, ""
 }
 
 // create creates the stream. With mayExist, a stream already there is

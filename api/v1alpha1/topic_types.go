@@ -148,6 +148,15 @@ type TopicSpec struct {
 	AdoptExisting bool `json:"adoptExisting,omitempty"`
 }
 
+// Isolation is what separates namespaces on the hub.
+// +kubebuilder:validation:Enum=NamespaceAccount;SharedAccount
+type Isolation string
+
+const (
+	IsolationNamespaceAccount Isolation = "NamespaceAccount"
+	IsolationSharedAccount    Isolation = "SharedAccount"
+)
+
 // TopicStatus is what the operator observed of a Topic's stream.
 type TopicStatus struct {
 	CommonStatus `json:",inline"`
@@ -160,6 +169,19 @@ type TopicStatus struct {
 	// +optional
 	// +listType=atomic
 	Subjects []string `json:"subjects,omitempty"`
+
+	// Isolation says what keeps other namespaces away from this Topic's
+	// stream: NamespaceAccount, a NATS account of the namespace's own
+	// (--tenancy=namespace), or SharedAccount, one account for every
+	// namespace, where per-user permissions are the only fence and a hostile
+	// workload of another namespace is not kept out (docs/tenancy.md).
+	// +optional
+	Isolation Isolation `json:"isolation,omitempty"`
+
+	// Account is the public key of the NATS account the stream lives in,
+	// when the manager knows it (it mints credentials).
+	// +optional
+	Account string `json:"account,omitempty"`
 
 	// Producers registered with this Topic.
 	// +optional
@@ -210,6 +232,7 @@ type Registrations struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Storage",type=string,priority=1,JSONPath=`.spec.storage`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,priority=1,JSONPath=`.spec.replicas`
+// +kubebuilder:printcolumn:name="Isolation",type=string,priority=1,JSONPath=`.status.isolation`
 // +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.conditions[?(@.type=="Synced")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].reason`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Synced")].message`

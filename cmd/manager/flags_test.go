@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/hubflow/hubflow/internal/natsconn"
+	"github.com/hubflow/hubflow/internal/tenancy"
 )
 
 func TestParseFlagsDefaults(t *testing.T) {
@@ -37,6 +38,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 		clusterName:        "default",
 		deadLetterReplicas: 1,
 		credentials:        credentialSettings{ttl: 24 * time.Hour},
+		tenancy:            tenancySettings{mode: "shared", limits: tenancy.Unlimited},
 	}
 	s.zap = want.zap // zap's own defaults are not ours to test
 	if !reflect.DeepEqual(s, want) {
@@ -124,6 +126,16 @@ func TestParseFlags(t *testing.T) {
 		},
 		{name: "bad cluster name", args: []string{"--cluster-name=EU/west"}, wantErr: "--cluster-name"},
 		{name: "unknown flag", args: []string{"--no-such-flag"}, wantErr: "not defined"},
+		{
+			name:  "account per namespace",
+			args:  []string{"--tenancy=namespace", "--nats-operator-signing-key-file=" + keyFile, "--tenant-root-secret-file=" + keyFile, "--tenant-max-streams=20"},
+			check: func(s settings) bool { return s.tenancy.mode == "namespace" && s.tenancy.limits.Streams == 20 && s.tenancy.limits.DiskStorage == -1 },
+		},
+		{name: "tenancy without keys", args: []string{"--tenancy=namespace"}, wantErr: "--nats-operator-signing-key-file: required"},
+		{name: "tenancy without root", args: []string{"--tenancy=namespace", "--nats-operator-signing-key-file=" + keyFile}, wantErr: "--tenant-root-secret-file: required"},
+		{name: "tenancy with one account's key", args: []string{"--tenancy=namespace", "--nats-operator-signing-key-file=" + keyFile, "--tenant-root-secret-file=" + keyFile, "--nats-account-signing-key-file=" + keyFile, "--nats-account=" + accountKey}, wantErr: "drop --nats-account-signing-key-file"},
+		{name: "tenancy keys on a shared hub", args: []string{"--nats-operator-signing-key-file=" + keyFile}, wantErr: "only with --tenancy=namespace"},
+		{name: "unknown tenancy", args: []string{"--tenancy=team"}, wantErr: "--tenancy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

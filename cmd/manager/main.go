@@ -30,6 +30,7 @@ import (
 	hubflowv1alpha1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/credentials"
+	"github.com/hubflow/hubflow/internal/tenancy"
 	"github.com/hubflow/hubflow/internal/natsconn"
 )
 
@@ -60,8 +61,23 @@ type settings struct {
 	windowHoldGrace    time.Duration
 	deadLetterReplicas int
 	credentials        credentialSettings
+	tenancy            tenancySettings
 	zap                zap.Options
 }
+
+// tenancySettings say whether each namespace gets a NATS account of its own.
+type tenancySettings struct {
+	mode string // "shared" or "namespace"
+	// operatorSigningKeyFile and rootSecretFile are read once, never logged.
+	operatorSigningKeyFile string
+	rootSecretFile         string
+	limits                 tenancy.Limits
+}
+
+const (
+	tenancyShared    = "shared"
+	tenancyNamespace = "namespace"
+)
 
 // credentialSettings say how Producers' and Consumers' NATS users are minted.
 type credentialSettings struct {
@@ -130,6 +146,14 @@ func parseFlags(args []string) (settings, error) {
 	fs.DurationVar(&s.windowHoldGrace, "window-hold-grace", 0, "How long an ExactlyOnce Topic keeps a duplicate window held for a deleted Producer's retry horizon, since its workloads may go on retrying with the binding they have. Default: --credentials-ttl when credentials are minted (they run out by then), else 24h.")
 	fs.IntVar(&s.deadLetterReplicas, "dead-letter-replicas", 1, "Replicas of the stream that captures the server's dead-letter announcements (created when a Consumer first declares spec.deadLetter). Give it the replicas of the Topics whose dead letters matter: on a 3-node hub, 3.")
 	fs.StringVar(&s.clusterName, "cluster-name", controllers.DefaultClusterName, "Name of this Kubernetes cluster, recorded as the owner of every stream and durable hubflow creates. Give each cluster that shares a NATS account its own name: a cluster never changes or deletes another's objects. Changing it later makes the objects already created look owned elsewhere.")
+	fs.StringVar(&s.tenancy.mode, "tenancy", tenancyShared, `"shared": every namespace's flows share the one NATS account of the manager's connection. "namespace": each namespace gets a NATS account of its own, which the manager creates and pushes to the account resolver; --nats-creds is then a system-account user, and --nats-operator-signing-key-file and --tenant-root-secret-file are required (docs/tenancy.md).`)
+	fs.StringVar(&s.tenancy.operatorSigningKeyFile, "nats-operator-signing-key-file", "", "With --tenancy=namespace: file holding the seed of an operator signing key, which signs each namespace's account. Read once; never logged.")
+	fs.StringVar(&s.tenancy.rootSecretFile, "tenant-root-secret-file", "", "With --tenancy=namespace: file holding at least 32 random bytes from which every namespace's account keys are derived. Keep it: another secret means other accounts, and the streams of the old ones out of reach. Read once; never logged.")
+	s.tenancy.limits = tenancy.Unlimited
+	fs.Int64Var(&s.tenancy.limits.DiskStorage, "tenant-max-file-storage", -1, "With --tenancy=namespace: bytes of file storage each namespace's account may use; -1 is unlimited.")
+	fs.Int64Var(&s.tenancy.limits.MemoryStorage, "tenant-max-memory-storage", -1, "With --tenancy=namespace: bytes of memory storage each namespace's account may use; -1 is unlimited.")
+	fs.Int64Var(&s.tenancy.limits.Streams, "tenant-max-streams", -1, "With --tenancy=namespace: streams (Topics) each namespace's account may hold; -1 is unlimited.")
+	fs.Int64Var(&s.tenancy.limits.Consumers, "tenant-max-consumers", -1, "With --tenancy=namespace: durables (Consumers) each namespace's account may hold; -1 is unlimited.")
 	s.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -161,7 +185,7 @@ func parseFlags(args []string) (settings, error) {
 	} else if natsconn.HasUserInfo(s.bindingURL) {
 		errs = append(errs, errors.New("--binding-nats-url: must not embed a user, password or token: every binding would carry it; workloads authenticate with their own credentials"))
 	}
-	errs = append(errs, s.credentials.validate())
+	errs = append(errs, s.credentials.validate(), s.tenancy.validate(s.credentials))
 	return s, errors.Join(errs...)
 }
 
@@ -186,6 +210,33 @@ func (c credentialSettings) validate() error {
 	}
 	if c.ttl < credentials.MinTTL {
 		errs = append(errs, fmt.Errorf("--credentials-ttl: must be at least %s (credentials are renewed when a third is left, and a renewed Secret takes up to a minute or two to reach a pod), got %s", credentials.MinTTL, c.ttl))
+	}
+	return errors.Join(errs...)
+}
+
+func (t tenancySettings) validate(c credentialSettings) error {
+	switch t.mode {
+	case tenancyShared:
+		if t.operatorSigningKeyFile != "" || t.rootSecretFile != "" {
+			return errors.New("--nats-operator-signing-key-file and --tenant-root-secret-file: only with --tenancy=namespace")
+		}
+		return nil
+	case tenancyNamespace:
+	default:
+		return fmt.Errorf("--tenancy: want %q or %q, got %q", tenancyShared, tenancyNamespace, t.mode)
+	}
+	var errs []error
+	if c.signingKeyFile != "" {
+		errs = append(errs, errors.New("--tenancy=namespace: drop --nats-account-signing-key-file and --nats-account; each namespace's account signs its own users"))
+	}
+	for flag, file := range map[string]string{"--nats-operator-signing-key-file": t.operatorSigningKeyFile, "--tenant-root-secret-file": t.rootSecretFile} {
+		if file == "" {
+			errs = append(errs, fmt.Errorf("%s: required with --tenancy=namespace", flag))
+		} else if info, err := os.Stat(file); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", flag, err))
+		} else if info.IsDir() {
+			errs = append(errs, fmt.Errorf("%s: %s is a directory, want a file", flag, file))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -220,6 +271,24 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 		log.Info("no account signing key: bindings carry no NATS credentials, as for a hub without auth")
 	}
 
+	var tenants *controllers.Tenancy
+	if s.tenancy.mode == tenancyNamespace {
+		authority, err := tenancy.LoadAuthority(s.tenancy.operatorSigningKeyFile, s.tenancy.rootSecretFile, s.tenancy.limits)
+		if err != nil {
+			return err
+		}
+		tenantConn := s.nats
+		tenantConn.CredsFile = "" // the system user's; each account's user is minted
+		tenants = &controllers.Tenancy{
+			Authority:      authority,
+			CredentialsTTL: s.credentials.ttl,
+			Connect: func(ctx context.Context, userJWT, seed string) (*nats.Conn, error) {
+				return tenantConn.Connect(logr.NewContext(ctx, ctrl.Log), nats.UserJWTAndSeed(userJWT, seed))
+			},
+		}
+		log.Info("one NATS account per namespace", "operatorSigningKey", authority.OperatorSigningKey(), "ttl", s.credentials.ttl)
+	}
+
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         controllers.CacheOptions(s.watchNamespaces...),
@@ -248,7 +317,7 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 	if err := mgr.AddReadyzCheck("nats", natsconn.ReadyCheck(nc)); err != nil {
 		return fmt.Errorf("adding readyz check: %w", err)
 	}
-	if err := setupReconcilers(mgr, nc, s, issuer); err != nil {
+	if err := setupReconcilers(mgr, nc, s, issuer, tenants); err != nil {
 		return err
 	}
 
@@ -262,7 +331,7 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 // setupReconcilers registers the Topic, Producer and Consumer reconcilers,
 // the advisory watch and the lag collector with mgr, all sharing nc.
 // issuer is nil for a hub without auth.
-func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings, issuer *credentials.Issuer) error {
+func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings, issuer *credentials.Issuer, tenants *controllers.Tenancy) error {
 	return controllers.Setup(mgr, nc, controllers.Options{
 		ResyncInterval:          s.resyncInterval,
 		ObserveInterval:         s.observeInterval,
@@ -272,5 +341,6 @@ func setupReconcilers(mgr ctrl.Manager, nc *nats.Conn, s settings, issuer *crede
 		ClusterName:             s.clusterName,
 		WindowHoldGrace:         s.windowHoldGrace,
 		DeadLetterReplicas:      s.deadLetterReplicas,
+		Tenancy:                 tenants,
 	})
 }

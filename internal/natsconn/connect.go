@@ -14,13 +14,14 @@ import (
 // Connect does not wait for a server: when none is reachable it returns a connection in
 // the reconnecting state that keeps trying forever, and the handlers log each change.
 // Call Validate first; Connect fails only on settings the client itself rejects
-// (for example an unreadable TLS or credentials file).
-func (o *Options) Connect(ctx context.Context) (*nats.Conn, error) {
+// (for example an unreadable TLS or credentials file). extra options come
+// last, so they win (a tenant account's user, for one).
+func (o *Options) Connect(ctx context.Context, extra ...nats.Option) (*nats.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	log := logr.FromContextOrDiscard(ctx).WithName("nats")
-	nc, err := nats.Connect(o.URL, o.natsOptions(log)...)
+	nc, err := nats.Connect(o.URL, append(o.natsOptions(log), extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", RedactURL(o.URL), err)
 	}

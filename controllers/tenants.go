@@ -1,0 +1,297 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/util/validation"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/hubflow/hubflow/internal/credentials"
+	"github.com/hubflow/hubflow/internal/hub"
+	"github.com/hubflow/hubflow/internal/tenancy"
+)
+
+// Tenancy puts each namespace's flows in a NATS account of its own (see
+// internal/tenancy and docs/tenancy.md). The manager's connection given to
+// Setup is then a system-account user's: it pushes the accounts; the
+// streams and durables are managed over one connection per account.
+type Tenancy struct {
+	Authority *tenancy.Authority
+	// CredentialsTTL is the lifetime of each Producer's and Consumer's user.
+	CredentialsTTL time.Duration
+	// Connect opens the manager's connection into one account, as the user
+	// userJWT with seed, to the servers the manager's own connection uses.
+	Connect func(ctx context.Context, userJWT, seed string) (*nats.Conn, error)
+}
+
+// pushTimeout bounds the resolver's answer to an account push.
+const pushTimeout = 10 * time.Second
+
+// accountHub is the hub client of a manager with tenancy: each call goes to
+// the account of the namespace its stream belongs to (a stream's name starts
+// with its namespace, a DNS label, then "_"). A namespace's account is
+// pushed and connected on its first call; a failure is retried on the next.
+type accountHub struct {
+	tenancy Tenancy
+	system  *nats.Conn
+	// watch runs the advisory watch of one account's connection until ctx ends.
+	watch func(ctx context.Context, nc *nats.Conn)
+
+	started chan struct{}
+	ctx     context.Context // the manager's, once started
+
+	mu      sync.Mutex
+	tenants map[string]*tenantHub
+}
+
+type tenantHub struct {
+	ready   chan struct{}
+	err     error
+	account string
+	nc      *nats.Conn
+	client  *hub.JetStream
+	issuer  *credentials.Issuer
+}
+
+var _ hub.Client = (*accountHub)(nil)
+
+func newAccountHub(t Tenancy, system *nats.Conn, watch func(context.Context, *nats.Conn)) *accountHub {
+	return &accountHub{tenancy: t, system: system, watch: watch, started: make(chan struct{}), tenants: map[string]*tenantHub{}}
+}
+
+// NeedLeaderElection: the accounts serve the reconcilers, which run on the leader.
+func (a *accountHub) NeedLeaderElection() bool { return true }
+
+// Start makes the manager's context the one account connections live in,
+// and closes them when it ends.
+func (a *accountHub) Start(ctx context.Context) error {
+	a.ctx = ctx
+	close(a.started)
+	<-ctx.Done()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range a.tenants {
+		select {
+		case <-t.ready:
+			if t.nc != nil {
+				t.nc.Close()
+			}
+		default:
+		}
+	}
+	return nil
+}
+
+// tenant is namespace's account, pushed and connected.
+func (a *accountHub) tenant(ctx context.Context, namespace string) (*tenantHub, error) {
+	select {
+	case <-a.started:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	a.mu.Lock()
+	t, found := a.tenants[namespace]
+	if !found {
+		t = &tenantHub{ready: make(chan struct{})}
+		a.tenants[namespace] = t
+	}
+	a.mu.Unlock()
+	if !found {
+		t.err = a.open(ctx, namespace, t)
+		if t.err != nil {
+			a.mu.Lock()
+			delete(a.tenants, namespace)
+			a.mu.Unlock()
+		}
+		close(t.ready)
+	}
+	select {
+	case <-t.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if t.err != nil {
+		return nil, t.err
+	}
+	return t, nil
+}
+
+func (a *accountHub) open(ctx context.Context, namespace string, t *tenantHub) error {
+	acc, err := a.tenancy.Authority.Account(namespace)
+	if err != nil {
+		return err
+	}
+	token, err := a.tenancy.Authority.JWT(acc)
+	if err != nil {
+		return err
+	}
+	pushCtx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	if err := tenancy.Push(pushCtx, a.system, token); err != nil {
+		if errors.Is(err, tenancy.ErrPushRefused) {
+			return fmt.Errorf("namespace %s's NATS account %s: %w", namespace, acc.Public, err)
+		}
+		return fmt.Errorf("%w: namespace %s's NATS account %s could not be pushed: %v", hub.ErrUnreachable, namespace, acc.Public, err)
+	}
+	if t.issuer, err = acc.Issuer(a.tenancy.CredentialsTTL); err != nil {
+		return err
+	}
+	userJWT, seed, err := acc.ManagerUser("hubflow-manager")
+	if err != nil {
+		return err
+	}
+	nc, err := a.tenancy.Connect(a.ctx, userJWT, seed)
+	if err != nil {
+		return fmt.Errorf("connecting to namespace %s's NATS account: %w", namespace, err)
+	}
+	if t.client, err = hub.New(nc); err != nil {
+		nc.Close()
+		return err
+	}
+	t.nc, t.account = nc, acc.Public
+	go a.watch(a.ctx, nc)
+	ctrl.LoggerFrom(a.ctx).WithName("tenancy").Info("namespace account ready", "namespace", namespace, "account", acc.Public)
+	return nil
+}
+
+// issuer mints namespace's users, in its account.
+func (a *accountHub) issuer(ctx context.Context, namespace string) (*credentials.Issuer, error) {
+	t, err := a.tenant(ctx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return t.issuer, nil
+}
+
+// streamNamespace is the namespace a stream hubflow named belongs to.
+func streamNamespace(stream string) (string, error) {
+	ns, _, ok := strings.Cut(stream, "_")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 {
+		return "", fmt.Errorf("stream %s belongs to no namespace: with tenancy, every stream lives in its namespace's account", stream)
+	}
+	return ns, nil
+}
+
+func (a *accountHub) route(ctx context.Context, stream string) (*hub.JetStream, error) {
+	ns, err := streamNamespace(stream)
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.tenant(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	return t.client, nil
+}
+
+func (a *accountHub) Stream(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
+	c, err := a.route(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return c.Stream(ctx, name)
+}
+
+func (a *accountHub) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+	c, err := a.route(ctx, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	return c.CreateStream(ctx, cfg)
+}
+
+func (a *accountHub) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+	c, err := a.route(ctx, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	return c.UpdateStream(ctx, cfg)
+}
+
+func (a *accountHub) DeleteStream(ctx context.Context, name string) error {
+	c, err := a.route(ctx, name)
+	if err != nil {
+		return err
+	}
+	return c.DeleteStream(ctx, name)
+}
+
+func (a *accountHub) Consumer(ctx context.Context, stream, durable string) (*jetstream.ConsumerInfo, error) {
+	c, err := a.route(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return c.Consumer(ctx, stream, durable)
+}
+
+func (a *accountHub) CreateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
+	c, err := a.route(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return c.CreateConsumer(ctx, stream, cfg)
+}
+
+func (a *accountHub) UpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
+	c, err := a.route(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return c.UpdateConsumer(ctx, stream, cfg)
+}
+
+func (a *accountHub) DeleteConsumer(ctx context.Context, stream, durable string) error {
+	c, err := a.route(ctx, stream)
+	if err != nil {
+		return err
+	}
+	return c.DeleteConsumer(ctx, stream, durable)
+}
+
+func (a *accountHub) ListConsumers(ctx context.Context, stream string) ([]*jetstream.ConsumerInfo, error) {
+	c, err := a.route(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return c.ListConsumers(ctx, stream)
+}
+
+// ListStreams lists the streams of every account connected so far. An
+// account not yet connected has not been reconciled by this process: the
+// observer then finds its Topics' streams missing and wakes them, which
+// connects it. One account that cannot answer does not hide the others.
+func (a *accountHub) ListStreams(ctx context.Context) ([]*jetstream.StreamInfo, error) {
+	a.mu.Lock()
+	var ready []*tenantHub
+	for _, t := range a.tenants {
+		select {
+		case <-t.ready:
+			if t.err == nil {
+				ready = append(ready, t)
+			}
+		default:
+		}
+	}
+	a.mu.Unlock()
+	var all []*jetstream.StreamInfo
+	var errs []error
+	for _, t := range ready {
+		streams, err := t.client.ListStreams(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("account %s: %w", t.account, err))
+			continue
+		}
+		all = append(all, streams...)
+	}
+	if len(all) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return all, nil
+}
