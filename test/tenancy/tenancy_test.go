@@ -42,8 +42,11 @@ const wait = 30 * time.Second
 // stack is envtest, the operator-mode hub and a manager with tenancy.
 type stack struct {
 	k8s       client.Client
+	env       *testenv.Env
 	hub       *testnats.Server
+	dir       string
 	authority *tenancy.Authority // the same keys as the manager's: the test's view into each account
+	manager   *testhub.Manager
 }
 
 func start(t *testing.T) *stack {
@@ -79,14 +82,28 @@ func start(t *testing.T) *stack {
 			t.Fatal(err)
 		}
 	}
-	// As cmd/manager does with --tenancy=namespace.
-	authority, err := tenancy.LoadAuthority(filepath.Join(dir, "operator.nk"), filepath.Join(dir, "root"), tenancy.Unlimited)
+	s := &stack{k8s: env.Client, env: env, hub: hub, dir: dir}
+	s.startManager(t)
+	t.Cleanup(func() {
+		if s.manager != nil {
+			_ = s.manager.Stop()
+		}
+	})
+	return s
+}
+
+// startManager starts a manager as cmd/manager does with --tenancy=namespace,
+// from the files alone.
+func (s *stack) startManager(t *testing.T) {
+	t.Helper()
+	authority, err := tenancy.LoadAuthority(filepath.Join(s.dir, "operator.nk"), filepath.Join(s.dir, "root"), tenancy.Unlimited)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenantConn := natsconn.Options{URL: hub.URL(), Name: "hubflow-manager", ReconnectWait: 100 * time.Millisecond}
-	mgr, err := testhub.StartWith(env.Config, env.Scheme,
-		natsconn.Options{URL: hub.URL(), CredsFile: filepath.Join(dir, "sys.creds")},
+	s.authority = authority
+	tenantConn := natsconn.Options{URL: s.hub.URL(), Name: "hubflow-manager", ReconnectWait: 100 * time.Millisecond}
+	s.manager, err = testhub.StartWith(s.env.Config, s.env.Scheme,
+		natsconn.Options{URL: s.hub.URL(), CredsFile: filepath.Join(s.dir, "sys.creds")},
 		controllers.Options{
 			ResyncInterval: time.Hour, ObserveInterval: time.Second, MaxConcurrentReconciles: 2,
 			Tenancy: &controllers.Tenancy{
@@ -99,8 +116,6 @@ func start(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = mgr.Stop() })
-	return &stack{k8s: env.Client, hub: hub, authority: authority}
 }
 
 // admin is an unrestricted user of namespace's account, as a platform
@@ -301,5 +316,66 @@ func TestEachNamespaceGetsItsOwnAccount(t *testing.T) {
 	}
 	if _, err := adminA.Consumer(ctx, streamA, "audit"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("a durable exists for the refused Consumer: %v", err)
+	}
+}
+
+// The accounts are derived, not stored: a new manager process finds every
+// namespace's account, stream, durable and binding as the last one left
+// them, and rewrites nothing.
+func TestAManagerRestartFindsTheSameAccounts(t *testing.T) {
+	ctx := context.Background()
+	s := start(t)
+	ns := testkube.Namespace(t, s.k8s)
+	topic := testkube.Topic(ns, "orders", hubflowv1.AtLeastOnce)
+	prod := testkube.Producer(ns, "checkout", "orders")
+	cons := testkube.Consumer(ns, "billing", "orders")
+	for _, o := range []client.Object{topic, prod, cons} {
+		if err := s.k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.ready(t, topic, prod, cons)
+	before := s.bound(t, ns, "checkout-binding")
+	producer, _ := jetstream.New(connectCreds(t, before.URL, before.Creds, nats.CustomInboxPrefix(before.Inbox)))
+	if _, err := producer.Publish(ctx, ns+".orders", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := s.admin(t, ns)
+	stream := semantic.StreamName(ns, "orders")
+	info, err := admin.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := info.CachedInfo().Created
+
+	if err := s.manager.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.manager = nil
+	s.startManager(t)
+	// The new manager reconciles everything once; give it the time to.
+	testkube.Eventually(t, wait, func() error {
+		if err := s.k8s.Get(ctx, client.ObjectKeyFromObject(cons), cons); err != nil {
+			return err
+		}
+		if cons.Status.DurableName == "" {
+			return errors.New("no durable in status")
+		}
+		return nil
+	})
+	s.ready(t, topic, prod, cons)
+	info, err = admin.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.CachedInfo().Created != created || info.CachedInfo().State.Msgs != 1 {
+		t.Errorf("the stream after the restart: created %s (was %s), %d messages (want 1)", info.CachedInfo().Created, created, info.CachedInfo().State.Msgs)
+	}
+	after := s.bound(t, ns, "checkout-binding")
+	if string(after.Creds) != string(before.Creds) {
+		t.Error("the restart rewrote the producer's credentials")
+	}
+	if _, err := producer.Publish(ctx, ns+".orders", []byte("after")); err != nil {
+		t.Errorf("the producer's user stopped working after the restart: %v", err)
 	}
 }
