@@ -127,9 +127,11 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad cluster name", args: []string{"--cluster-name=EU/west"}, wantErr: "--cluster-name"},
 		{name: "unknown flag", args: []string{"--no-such-flag"}, wantErr: "not defined"},
 		{
-			name:  "account per namespace",
-			args:  []string{"--tenancy=namespace", "--nats-operator-signing-key-file=" + keyFile, "--tenant-root-secret-file=" + keyFile, "--tenant-max-streams=20"},
-			check: func(s settings) bool { return s.tenancy.mode == "namespace" && s.tenancy.limits.Streams == 20 && s.tenancy.limits.DiskStorage == -1 },
+			name: "account per namespace",
+			args: []string{"--tenancy=namespace", "--nats-operator-signing-key-file=" + keyFile, "--tenant-root-secret-file=" + keyFile, "--tenant-max-streams=20"},
+			check: func(s settings) bool {
+				return s.tenancy.mode == "namespace" && s.tenancy.limits.Streams == 20 && s.tenancy.limits.DiskStorage == -1
+			},
 		},
 		{name: "tenancy without keys", args: []string{"--tenancy=namespace"}, wantErr: "--nats-operator-signing-key-file: required"},
 		{name: "tenancy without root", args: []string{"--tenancy=namespace", "--nats-operator-signing-key-file=" + keyFile}, wantErr: "--tenant-root-secret-file: required"},

@@ -30,8 +30,8 @@ import (
 	hubflowv1alpha1 "github.com/hubflow/hubflow/api/v1alpha1"
 	"github.com/hubflow/hubflow/controllers"
 	"github.com/hubflow/hubflow/internal/credentials"
-	"github.com/hubflow/hubflow/internal/tenancy"
 	"github.com/hubflow/hubflow/internal/natsconn"
+	"github.com/hubflow/hubflow/internal/tenancy"
 )
 
 // settings is everything the command line decides.
@@ -63,6 +63,9 @@ type settings struct {
 	credentials        credentialSettings
 	tenancy            tenancySettings
 	zap                zap.Options
+	// oneOfManyRuns lets a test run the manager twice in one process
+	// (controller names must otherwise be unique per process). No flag.
+	oneOfManyRuns bool
 }
 
 // tenancySettings say whether each namespace gets a NATS account of its own.
@@ -297,7 +300,7 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 		LeaderElection:                s.leaderElect,
 		LeaderElectionID:              s.leaderElectionID,
 		LeaderElectionReleaseOnCancel: true, // the process exits right after the manager stops
-		Controller:                    config.Controller{MaxConcurrentReconciles: s.maxConcurrentReconciles},
+		Controller:                    config.Controller{MaxConcurrentReconciles: s.maxConcurrentReconciles, SkipNameValidation: &s.oneOfManyRuns},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

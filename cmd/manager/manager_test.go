@@ -6,15 +6,23 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
+	"github.com/hubflow/hubflow/internal/semantic"
+	"github.com/hubflow/hubflow/internal/tenancy"
 	"github.com/hubflow/hubflow/internal/testenv"
+	"github.com/hubflow/hubflow/internal/testkube"
+	"github.com/hubflow/hubflow/internal/testnats"
 )
 
 // TestManagerWaitsForNATS runs the manager against envtest with no NATS server:
@@ -118,4 +126,93 @@ func waitForStatus(t *testing.T, done <-chan error, url string, want int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestManagerRunsWithTenancy runs the binary's own set-up with
+// --tenancy=namespace against an operator-mode hub: from the three files a
+// platform team mounts, a Topic's stream appears in its namespace's account.
+func TestManagerRunsWithTenancy(t *testing.T) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	dir := t.TempDir()
+	trust, err := testnats.NewTrust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err := testnats.StartOperatorMode(filepath.Join(dir, "hub"), trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hub.Stop)
+	sysCreds, err := trust.SystemUserCreds("hubflow-manager")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := []byte("a root secret of at least thirty-two bytes, for this test only")
+	for name, data := range map[string][]byte{"sys.creds": sysCreds, "operator.nk": trust.OperatorSigningSeed(), "root": root} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := parseFlags([]string{
+		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--nats-url=" + hub.URL(), "--nats-creds=" + filepath.Join(dir, "sys.creds"), "--nats-reconnect-wait=50ms",
+		"--tenancy=namespace",
+		"--nats-operator-signing-key-file=" + filepath.Join(dir, "operator.nk"),
+		"--tenant-root-secret-file=" + filepath.Join(dir, "root"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.oneOfManyRuns = true
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, env.Config, s) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run() = %v after cancel, want nil", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("manager did not stop after its context was canceled")
+		}
+	})
+
+	ns := testkube.Namespace(t, env.Client)
+	if err := env.Client.Create(ctx, testkube.Topic(ns, "orders", hubflowv1.AtLeastOnce)); err != nil {
+		t.Fatal(err)
+	}
+	authority, err := tenancy.NewAuthority(trust.OperatorSigningSeed(), root, tenancy.Unlimited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := authority.Account(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userJWT, seed, err := acc.ManagerUser("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The account exists once the manager pushed it: until then, the
+	// server refuses its users.
+	testkube.Eventually(t, 30*time.Second, func() error {
+		nc, err := nats.Connect(hub.URL(), nats.UserJWTAndSeed(userJWT, seed))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		_, err = js.Stream(ctx, semantic.StreamName(ns, "orders"))
+		return err
+	})
 }

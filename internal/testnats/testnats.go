@@ -225,7 +225,13 @@ func (s *Server) APIRequests() (uint64, error) {
 // closed when the test ends.
 func Connect(tb testing.TB, url string) jetstream.JetStream {
 	tb.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	return ConnectWith(tb, url)
+}
+
+// ConnectWith is Connect with more options, a user's credentials for one.
+func ConnectWith(tb testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
