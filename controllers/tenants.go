@@ -58,9 +58,21 @@ type tenantHub struct {
 	nc      *nats.Conn
 	client  *hub.JetStream
 	issuer  *credentials.Issuer
+	// stop ends the account's advisory watch.
+	stop context.CancelFunc
 }
 
 var _ hub.Client = (*accountHub)(nil)
+
+// closed: the tenant was opened, and its connection is closed for good.
+func (t *tenantHub) closed() bool {
+	select {
+	case <-t.ready:
+		return t.nc != nil && t.nc.IsClosed()
+	default:
+		return false
+	}
+}
 
 func newAccountHub(t Tenancy, system *nats.Conn, watch func(context.Context, *nats.Conn)) *accountHub {
 	return &accountHub{tenancy: t, system: system, watch: watch, started: make(chan struct{}), tenants: map[string]*tenantHub{}}
@@ -98,6 +110,14 @@ func (a *accountHub) tenant(ctx context.Context, namespace string) (*tenantHub, 
 	}
 	a.mu.Lock()
 	t, found := a.tenants[namespace]
+	if found && t.closed() {
+		// A connection nats.go gave up on (it closes one that meets the
+		// same authorization error twice, as when it reached a server the
+		// pushed account had not reached yet) is made again, push first.
+		t.stop()
+		delete(a.tenants, namespace)
+		found = false
+	}
 	if !found {
 		t = &tenantHub{ready: make(chan struct{})}
 		a.tenants[namespace] = t
@@ -155,8 +175,9 @@ func (a *accountHub) open(ctx context.Context, namespace string, t *tenantHub) e
 		nc.Close()
 		return err
 	}
-	t.nc, t.account = nc, acc.Public
-	go a.watch(a.ctx, nc)
+	watchCtx, stop := context.WithCancel(a.ctx)
+	t.nc, t.account, t.stop = nc, acc.Public, stop
+	go a.watch(watchCtx, nc)
 	ctrl.LoggerFrom(a.ctx).WithName("tenancy").Info("namespace account ready", "namespace", namespace, "account", acc.Public)
 	return nil
 }

@@ -286,7 +286,9 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 			Authority:      authority,
 			CredentialsTTL: s.credentials.ttl,
 			Connect: func(ctx context.Context, userJWT, seed string) (*nats.Conn, error) {
-				return tenantConn.Connect(logr.NewContext(ctx, ctrl.Log), nats.UserJWTAndSeed(userJWT, seed))
+				// Keep retrying a refused login: the account may not have reached
+				// every server of a cluster yet.
+				return tenantConn.Connect(logr.NewContext(ctx, ctrl.Log), nats.UserJWTAndSeed(userJWT, seed), nats.IgnoreAuthErrorAbort())
 			},
 		}
 		log.Info("one NATS account per namespace", "operatorSigningKey", authority.OperatorSigningKey(), "ttl", s.credentials.ttl)
