@@ -244,16 +244,56 @@ const ClaimsUpdateSubject = "$SYS.REQ.CLAIMS.UPDATE"
 // ErrPushRefused wraps a resolver's refusal of an account JWT.
 var ErrPushRefused = errors.New("the account resolver refused the account")
 
+// pushGrace is how long Push waits for the rest of a cluster once one
+// server has stored the account.
+const pushGrace = 2 * time.Second
+
 // Push sends an account JWT to the resolver over sys, a connection of a
-// system-account user, and waits for a server to store it.
+// system-account user, and waits until every server the connection knows of
+// has stored it (or pushGrace after the first did): every server of a
+// cluster answers, and a stream created on one that has not stored the
+// account yet fails ("error creating store for stream").
 func Push(ctx context.Context, sys *nats.Conn, accountJWT string) error {
-	msg, err := sys.RequestWithContext(ctx, ClaimsUpdateSubject, []byte(accountJWT))
+	inbox := sys.NewRespInbox()
+	replies := make(chan *nats.Msg, 64)
+	sub, err := sys.ChanSubscribe(inbox, replies)
 	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return fmt.Errorf("pushing an account: no account resolver answers on %s (the server needs resolver: full, and this connection a system-account user): %w", ClaimsUpdateSubject, err)
-		}
 		return fmt.Errorf("pushing an account: %w", err)
 	}
+	defer sub.Unsubscribe()
+	if err := sys.PublishRequest(ClaimsUpdateSubject, inbox, []byte(accountJWT)); err != nil {
+		return fmt.Errorf("pushing an account: %w", err)
+	}
+	want := max(len(sys.Servers()), 1)
+	var grace <-chan time.Time
+	stored := 0
+	for stored < want {
+		select {
+		case msg := <-replies:
+			if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+				return fmt.Errorf("pushing an account: no account resolver answers on %s (the server needs resolver: full, and this connection a system-account user): %w", ClaimsUpdateSubject, nats.ErrNoResponders)
+			}
+			if err := pushReply(msg.Data); err != nil {
+				return err
+			}
+			stored++
+			if grace == nil {
+				grace = time.After(pushGrace)
+			}
+		case <-grace:
+			return nil // the first server has it; the others will soon
+		case <-ctx.Done():
+			if stored > 0 {
+				return nil
+			}
+			return fmt.Errorf("pushing an account: no resolver answered: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// pushReply reads one server's answer to an account push.
+func pushReply(data []byte) error {
 	var reply struct {
 		Data *struct {
 			Account string `json:"account"`
@@ -266,14 +306,14 @@ func Push(ctx context.Context, sys *nats.Conn, accountJWT string) error {
 			Description string `json:"description"`
 		} `json:"error"`
 	}
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+	if err := json.Unmarshal(data, &reply); err != nil {
 		return fmt.Errorf("pushing an account: unreadable resolver reply: %w", err)
 	}
 	switch {
 	case reply.Error != nil:
 		return fmt.Errorf("%w %s: %s (code %d)", ErrPushRefused, reply.Error.Account, reply.Error.Description, reply.Error.Code)
 	case reply.Data == nil || reply.Data.Code != 200:
-		return fmt.Errorf("%w: unexpected reply %q", ErrPushRefused, msg.Data)
+		return fmt.Errorf("%w: unexpected reply %q", ErrPushRefused, data)
 	}
 	return nil
 }

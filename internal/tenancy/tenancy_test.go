@@ -109,32 +109,39 @@ func TestAuthorityRefusesBadKeys(t *testing.T) {
 
 // hub is an operator-mode server with two namespaces' accounts pushed.
 type hub struct {
-	srv       *testnats.Server
+	url       string
+	replicas  int
 	authority *tenancy.Authority
 	sys       *nats.Conn
 }
 
-func startHub(t *testing.T, limits tenancy.Limits) *hub {
+func startHub(t *testing.T, limits tenancy.Limits, cluster bool) *hub {
 	t.Helper()
 	trust, err := testnats.NewTrust()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := testnats.StartOperatorMode(t.TempDir(), trust)
-	if err != nil {
-		t.Fatal(err)
+	h := &hub{replicas: 1}
+	if cluster {
+		c := testnats.StartTestOperatorModeCluster(t, trust)
+		h.url, h.replicas = c.URL(), 3
+	} else {
+		srv, err := testnats.StartOperatorMode(t.TempDir(), trust)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Stop)
+		h.url = srv.URL()
 	}
-	t.Cleanup(srv.Stop)
 	sysCreds, err := trust.SystemUserCreds("hubflow-manager")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys := connectCreds(t, srv.URL(), sysCreds)
-	a, err := tenancy.NewAuthority(trust.OperatorSigningSeed(), newRoot(t), limits)
-	if err != nil {
+	h.sys = connectCreds(t, h.url, sysCreds)
+	if h.authority, err = tenancy.NewAuthority(trust.OperatorSigningSeed(), newRoot(t), limits); err != nil {
 		t.Fatal(err)
 	}
-	return &hub{srv: srv, authority: a, sys: sys}
+	return h
 }
 
 func connectCreds(t *testing.T, url string, creds []byte, opts ...nats.Option) *nats.Conn {
@@ -183,7 +190,7 @@ func (h *hub) tenant(t *testing.T, namespace string) (*tenancy.Account, *nats.Co
 	if err != nil {
 		t.Fatal(err)
 	}
-	return acc, connect(t, h.srv.URL(), nats.UserJWTAndSeed(userJWT, seed))
+	return acc, connect(t, h.url, nats.UserJWTAndSeed(userJWT, seed))
 }
 
 // user mints a user of acc with the given allow lists, as the manager
@@ -198,7 +205,7 @@ func user(t *testing.T, h *hub, acc *tenancy.Account, perms semantic.Permissions
 	if err != nil {
 		t.Fatal(err)
 	}
-	return connectCreds(t, h.srv.URL(), issued.Creds, opts...)
+	return connectCreds(t, h.url, issued.Creds, opts...)
 }
 
 func js(t *testing.T, nc *nats.Conn) jetstream.JetStream {
@@ -225,9 +232,14 @@ func msgs(t *testing.T, j jetstream.JetStream, stream string) uint64 {
 // account, where the attack works: it shows the test can fail, and that the
 // account boundary, not a permission list, is what stops it.
 func TestTenantsCannotReachEachOther(t *testing.T) {
+	t.Run("one server", func(t *testing.T) { denyMatrix(t, false) })
+	t.Run("three-node cluster", func(t *testing.T) { denyMatrix(t, true) })
+}
+
+func denyMatrix(t *testing.T, cluster bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	h := startHub(t, tenancy.Unlimited)
+	h := startHub(t, tenancy.Unlimited, cluster)
 	accA, mgrA := h.tenant(t, "team-a")
 	accB, mgrB := h.tenant(t, "team-b")
 	jsA, jsB := js(t, mgrA), js(t, mgrB)
@@ -239,7 +251,7 @@ func TestTenantsCannotReachEachOther(t *testing.T) {
 		stream  string
 		subject string
 	}{{jsA, "team-a_events", "team-a.events"}, {jsA, "team-a_sink", "team-a.sink"}, {jsB, "team-b_orders", "team-b.orders"}} {
-		if _, err := c.j.CreateStream(ctx, jetstream.StreamConfig{Name: c.stream, Subjects: []string{c.subject}, Duplicates: time.Minute}); err != nil {
+		if _, err := c.j.CreateStream(ctx, jetstream.StreamConfig{Name: c.stream, Subjects: []string{c.subject}, Duplicates: time.Minute, Replicas: h.replicas}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -400,7 +412,7 @@ func TestTenantsCannotReachEachOther(t *testing.T) {
 
 	t.Run("the manager's user does only what the manager needs", func(t *testing.T) {
 		errs := make(chan error, 4)
-		nc := connect(t, h.srv.URL(), nats.UserJWTAndSeed(mustManagerUser(t, h, "team-a")),
+		nc := connect(t, h.url, nats.UserJWTAndSeed(mustManagerUser(t, h, "team-a")),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 		if err := nc.Publish("team-a.events", []byte("from the manager")); err != nil {
 			t.Fatal(err)
@@ -447,7 +459,7 @@ func mustManagerUser(t *testing.T, h *hub, namespace string) (string, string) {
 func TestTenantLimitsAndPushErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	h := startHub(t, tenancy.Limits{MemoryStorage: -1, DiskStorage: -1, Streams: 1, Consumers: -1})
+	h := startHub(t, tenancy.Limits{MemoryStorage: -1, DiskStorage: -1, Streams: 1, Consumers: -1}, false)
 	_, mgr := h.tenant(t, "small")
 	j := js(t, mgr)
 	if _, err := j.CreateStream(ctx, jetstream.StreamConfig{Name: "small_one", Subjects: []string{"small.one"}}); err != nil {

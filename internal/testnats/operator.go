@@ -131,40 +131,46 @@ func StartOperatorMode(dir string, t *Trust) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	op, err := jwt.DecodeOperatorClaims(t.operatorJWT)
-	if err != nil {
+	s := &Server{opts: &server.Options{
+		ServerName: fmt.Sprintf("hub-%d", port),
+		Host:       "127.0.0.1", Port: port,
+		JetStream: true, StoreDir: filepath.Join(dir, "js"),
+		NoSigs: true, NoLog: true,
+	}}
+	if err := t.operatorMode(s, filepath.Join(dir, "jwt")); err != nil {
 		return nil, err
-	}
-	sysPub, _ := t.System.PublicKey()
-	jwtDir := filepath.Join(dir, "jwt")
-	if err := os.MkdirAll(jwtDir, 0o700); err != nil {
-		return nil, err
-	}
-	s := &Server{
-		opts: &server.Options{
-			ServerName: fmt.Sprintf("hub-%d", port),
-			Host:       "127.0.0.1", Port: port,
-			JetStream: true, StoreDir: filepath.Join(dir, "js"),
-			NoSigs: true, NoLog: true,
-			TrustedOperators: []*jwt.OperatorClaims{op},
-			SystemAccount:    sysPub,
-		},
-		// A resolver is closed when its server shuts down, so every
-		// (re)start gets a new one over the same directory.
-		resolver: func() (server.AccountResolver, error) {
-			// A lone server has no peer to fetch an unknown account from:
-			// give up on one quickly.
-			r, err := server.NewDirAccResolver(jwtDir, 0, time.Minute, server.NoDelete, server.FetchTimeout(200*time.Millisecond))
-			if err != nil {
-				return nil, err
-			}
-			for _, acc := range []struct{ pub, jwt string }{{sysPub, t.systemJWT}, {t.AccountKey, t.accountJWT}} {
-				if err := r.Store(acc.pub, acc.jwt); err != nil {
-					return nil, err
-				}
-			}
-			return r, nil
-		},
 	}
 	return s, s.start()
+}
+
+// operatorMode makes s trust only t's operator, with the full resolver over
+// jwtDir preloaded with t's two accounts.
+func (t *Trust) operatorMode(s *Server, jwtDir string) error {
+	op, err := jwt.DecodeOperatorClaims(t.operatorJWT)
+	if err != nil {
+		return err
+	}
+	sysPub, _ := t.System.PublicKey()
+	if err := os.MkdirAll(jwtDir, 0o700); err != nil {
+		return err
+	}
+	s.opts.TrustedOperators = []*jwt.OperatorClaims{op}
+	s.opts.SystemAccount = sysPub
+	// A resolver is closed when its server shuts down, so every (re)start
+	// gets a new one over the same directory.
+	s.resolver = func() (server.AccountResolver, error) {
+		// A lone server has no peer to fetch an unknown account from:
+		// give up on one quickly.
+		r, err := server.NewDirAccResolver(jwtDir, 0, time.Minute, server.NoDelete, server.FetchTimeout(200*time.Millisecond))
+		if err != nil {
+			return nil, err
+		}
+		for _, acc := range []struct{ pub, jwt string }{{sysPub, t.systemJWT}, {t.AccountKey, t.accountJWT}} {
+			if err := r.Store(acc.pub, acc.jwt); err != nil {
+				return nil, err
+			}
+		}
+		return r, nil
+	}
+	return nil
 }

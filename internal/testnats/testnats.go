@@ -102,7 +102,14 @@ type Cluster struct {
 }
 
 // StartCluster runs a three-node JetStream cluster with stores under dir.
-func StartCluster(dir string) (*Cluster, error) {
+func StartCluster(dir string) (*Cluster, error) { return startCluster(dir, nil) }
+
+// StartOperatorModeCluster is StartCluster with every node in t's operator
+// mode, each with its own full resolver (StartOperatorMode): an account
+// pushed to one reaches the others through the system account.
+func StartOperatorModeCluster(dir string, t *Trust) (*Cluster, error) { return startCluster(dir, t) }
+
+func startCluster(dir string, trust *Trust) (*Cluster, error) {
 	const size = 3
 	clientPorts, clusterPorts := make([]int, size), make([]int, size)
 	for i := range size {
@@ -132,13 +139,27 @@ func StartCluster(dir string) (*Cluster, error) {
 			Cluster: server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: clusterPorts[i]},
 			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
 		}
+		n := &Server{opts: opts}
+		if trust != nil {
+			if err := trust.operatorMode(n, filepath.Join(dir, fmt.Sprint(i), "jwt")); err != nil {
+				c.Stop()
+				return nil, err
+			}
+			r, err := n.resolver()
+			if err != nil {
+				c.Stop()
+				return nil, fmt.Errorf("nats-server %d: account resolver: %w", i, err)
+			}
+			opts.AccountResolver = r
+		}
 		srv, err := server.NewServer(opts)
 		if err != nil {
 			c.Stop()
 			return nil, fmt.Errorf("nats-server %d: %w", i, err)
 		}
 		go srv.Start()
-		c.Nodes = append(c.Nodes, &Server{opts: opts, srv: srv})
+		n.srv = srv
+		c.Nodes = append(c.Nodes, n)
 	}
 	for i, n := range c.Nodes {
 		if !n.srv.ReadyForConnections(20 * time.Second) {
@@ -250,10 +271,21 @@ func ConnectWith(tb testing.TB, url string, opts ...nats.Option) jetstream.JetSt
 // stuck in, if a node does not shut down in 90 s.
 func StartTestCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startTestCluster(t, nil)
+}
+
+// StartTestOperatorModeCluster is StartTestCluster in trust's operator mode.
+func StartTestOperatorModeCluster(t testing.TB, trust *Trust) *Cluster {
+	t.Helper()
+	return startTestCluster(t, trust)
+}
+
+func startTestCluster(t testing.TB, trust *Trust) *Cluster {
+	t.Helper()
 	var c *Cluster
 	var err error
 	for try := 1; try <= 3; try++ {
-		if c, err = StartCluster(t.TempDir()); err == nil {
+		if c, err = startCluster(t.TempDir(), trust); err == nil {
 			break
 		}
 		t.Logf("starting the NATS cluster (try %d): %v", try, err)
