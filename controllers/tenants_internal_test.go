@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,14 +32,7 @@ func TestAccountHubRoutesAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, _ := jwt.ParseDecoratedJWT(sysCreds)
-	kp, _ := jwt.ParseDecoratedUserNKey(sysCreds)
-	seed, _ := kp.Seed()
-	sys, err := nats.Connect(srv.URL(), nats.UserJWTAndSeed(token, string(seed)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sys.Close)
+	sys := testnats.ConnectCreds(t, srv.URL(), sysCreds)
 	authority, err := tenancy.NewAuthority(trust.OperatorSigningSeed(), []byte("a root secret of at least thirty-two bytes"), tenancy.Unlimited)
 	if err != nil {
 		t.Fatal(err)

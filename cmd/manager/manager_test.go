@@ -148,22 +148,13 @@ func TestManagerRunsWithTenancy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(hub.Stop)
-	sysCreds, err := trust.SystemUserCreds("hubflow-manager")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := []byte("a root secret of at least thirty-two bytes, for this test only")
-	for name, data := range map[string][]byte{"sys.creds": sysCreds, "operator.nk": trust.OperatorSigningSeed(), "root": root} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sysCreds, operatorKey, root := trust.TenancyFiles(t, dir)
 	s, err := parseFlags([]string{
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--nats-url=" + hub.URL(), "--nats-creds=" + filepath.Join(dir, "sys.creds"), "--nats-reconnect-wait=50ms",
+		"--nats-url=" + hub.URL(), "--nats-creds=" + sysCreds, "--nats-reconnect-wait=50ms",
 		"--tenancy=namespace",
-		"--nats-operator-signing-key-file=" + filepath.Join(dir, "operator.nk"),
-		"--tenant-root-secret-file=" + filepath.Join(dir, "root"),
+		"--nats-operator-signing-key-file=" + operatorKey,
+		"--tenant-root-secret-file=" + root,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +179,7 @@ func TestManagerRunsWithTenancy(t *testing.T) {
 	if err := env.Client.Create(ctx, testkube.Topic(ns, "orders", hubflowv1.AtLeastOnce)); err != nil {
 		t.Fatal(err)
 	}
-	authority, err := tenancy.NewAuthority(trust.OperatorSigningSeed(), root, tenancy.Unlimited)
+	authority, err := tenancy.LoadAuthority(operatorKey, root, tenancy.Unlimited)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,25 +137,11 @@ func startHub(t *testing.T, limits tenancy.Limits, cluster bool) *hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.sys = connectCreds(t, h.url, sysCreds)
+	h.sys = testnats.ConnectCreds(t, h.url, sysCreds)
 	if h.authority, err = tenancy.NewAuthority(trust.OperatorSigningSeed(), newRoot(t), limits); err != nil {
 		t.Fatal(err)
 	}
 	return h
-}
-
-func connectCreds(t *testing.T, url string, creds []byte, opts ...nats.Option) *nats.Conn {
-	t.Helper()
-	token, err := jwt.ParseDecoratedJWT(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := jwt.ParseDecoratedUserNKey(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := kp.Seed()
-	return connect(t, url, append(opts, nats.UserJWTAndSeed(token, string(seed)))...)
 }
 
 func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
@@ -205,7 +191,7 @@ func user(t *testing.T, h *hub, acc *tenancy.Account, perms semantic.Permissions
 	if err != nil {
 		t.Fatal(err)
 	}
-	return connectCreds(t, h.url, issued.Creds, opts...)
+	return testnats.ConnectCreds(t, h.url, issued.Creds, opts...)
 }
 
 func js(t *testing.T, nc *nats.Conn) jetstream.JetStream {

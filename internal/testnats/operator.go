@@ -1,13 +1,16 @@
 package testnats
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
@@ -173,4 +176,53 @@ func (t *Trust) operatorMode(s *Server, jwtDir string) error {
 		return r, nil
 	}
 	return nil
+}
+
+// UserJWTAndSeed is the login of a credentials file, as an option.
+func UserJWTAndSeed(tb testing.TB, creds []byte) nats.Option {
+	tb.Helper()
+	token, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer kp.Wipe()
+	seed, _ := kp.Seed()
+	return nats.UserJWTAndSeed(token, string(seed))
+}
+
+// ConnectCreds connects to url as the user of creds, closed at the test's end.
+func ConnectCreds(tb testing.TB, url string, creds []byte, opts ...nats.Option) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(url, append(opts, UserJWTAndSeed(tb, creds))...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// TenancyFiles writes what a platform team mounts into a manager with
+// --tenancy=namespace: a system-account user's credentials, the operator
+// signing key's seed and a random root secret; it returns their paths.
+func (t *Trust) TenancyFiles(tb testing.TB, dir string) (sysCreds, operatorKey, root string) {
+	tb.Helper()
+	creds, err := t.SystemUserCreds("hubflow-manager")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	secret := make([]byte, 48)
+	if _, err := rand.Read(secret); err != nil {
+		tb.Fatal(err)
+	}
+	sysCreds, operatorKey, root = filepath.Join(dir, "sys.creds"), filepath.Join(dir, "operator.nk"), filepath.Join(dir, "root")
+	for path, data := range map[string][]byte{sysCreds: creds, operatorKey: t.OperatorSigningSeed(), root: secret} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return sysCreds, operatorKey, root
 }

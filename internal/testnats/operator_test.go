@@ -5,7 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -36,10 +35,10 @@ func TestOperatorModeServer(t *testing.T) {
 	}
 
 	for round := range 2 {
-		if _, err := nats.Connect(s.URL(), nats.UserJWTAndSeed(jwtAndSeed(t, strangerCreds))); !errors.Is(err, nats.ErrAuthorization) {
+		if _, err := nats.Connect(s.URL(), UserJWTAndSeed(t, strangerCreds)); !errors.Is(err, nats.ErrAuthorization) {
 			t.Errorf("round %d: a user of an unknown operator connected (%v)", round, err)
 		}
-		nc, err := nats.Connect(s.URL(), nats.UserJWTAndSeed(jwtAndSeed(t, creds)))
+		nc, err := nats.Connect(s.URL(), UserJWTAndSeed(t, creds))
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -59,18 +58,4 @@ func TestOperatorModeServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func jwtAndSeed(t *testing.T, creds []byte) (string, string) {
-	t.Helper()
-	token, err := jwt.ParseDecoratedJWT(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := jwt.ParseDecoratedUserNKey(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := kp.Seed()
-	return token, string(seed)
 }

@@ -7,10 +7,8 @@ package tenancy_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -41,12 +39,13 @@ const wait = 30 * time.Second
 
 // stack is envtest, the operator-mode hub and a manager with tenancy.
 type stack struct {
-	k8s       client.Client
-	env       *testenv.Env
-	hub       *testnats.Server
-	dir       string
-	authority *tenancy.Authority // the same keys as the manager's: the test's view into each account
-	manager   *testhub.Manager
+	k8s client.Client
+	env *testenv.Env
+	hub *testnats.Server
+	// the files a platform team mounts
+	sysCreds, operatorKey, root string
+	authority                   *tenancy.Authority // the same keys as the manager's: the test's view into each account
+	manager                     *testhub.Manager
 }
 
 func start(t *testing.T) *stack {
@@ -68,21 +67,9 @@ func start(t *testing.T) *stack {
 	}
 	t.Cleanup(hub.Stop)
 
-	// What a platform team mounts: a system-account user, an operator
-	// signing key and a root secret.
-	sysCreds, err := trust.SystemUserCreds("hubflow-manager")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := make([]byte, 48)
-	_, _ = rand.Read(root)
-	files := map[string][]byte{"sys.creds": sysCreds, "operator.nk": trust.OperatorSigningSeed(), "root": root}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := &stack{k8s: env.Client, env: env, hub: hub, dir: dir}
+	// What a platform team mounts.
+	sysCreds, operatorKey, root := trust.TenancyFiles(t, dir)
+	s := &stack{k8s: env.Client, env: env, hub: hub, sysCreds: sysCreds, operatorKey: operatorKey, root: root}
 	s.startManager(t)
 	t.Cleanup(func() {
 		if s.manager != nil {
@@ -96,14 +83,14 @@ func start(t *testing.T) *stack {
 // from the files alone.
 func (s *stack) startManager(t *testing.T) {
 	t.Helper()
-	authority, err := tenancy.LoadAuthority(filepath.Join(s.dir, "operator.nk"), filepath.Join(s.dir, "root"), tenancy.Unlimited)
+	authority, err := tenancy.LoadAuthority(s.operatorKey, s.root, tenancy.Unlimited)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.authority = authority
 	tenantConn := natsconn.Options{URL: s.hub.URL(), Name: "hubflow-manager", ReconnectWait: 100 * time.Millisecond}
 	s.manager, err = testhub.StartWith(s.env.Config, s.env.Scheme,
-		natsconn.Options{URL: s.hub.URL(), CredsFile: filepath.Join(s.dir, "sys.creds")},
+		natsconn.Options{URL: s.hub.URL(), CredsFile: s.sysCreds},
 		controllers.Options{
 			ResyncInterval: time.Hour, ObserveInterval: time.Second, MaxConcurrentReconciles: 2,
 			Tenancy: &controllers.Tenancy{
@@ -134,28 +121,9 @@ func (s *stack) admin(t *testing.T, namespace string) (jetstream.JetStream, *ten
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := connectCreds(t, s.hub.URL(), issued.Creds)
+	nc := testnats.ConnectCreds(t, s.hub.URL(), issued.Creds)
 	js, _ := jetstream.New(nc)
 	return js, acc
-}
-
-func connectCreds(t *testing.T, url string, creds []byte, opts ...nats.Option) *nats.Conn {
-	t.Helper()
-	token, err := jwt.ParseDecoratedJWT(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := jwt.ParseDecoratedUserNKey(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := kp.Seed()
-	nc, err := nats.Connect(url, append(opts, nats.UserJWTAndSeed(token, string(seed)))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
 }
 
 // bound reads obj's binding once it holds credentials.
@@ -252,7 +220,7 @@ func TestEachNamespaceGetsItsOwnAccount(t *testing.T) {
 			t.Errorf("%s's user: account %s signed by %s, want account %s signed by %s", b.Role, claims.IssuerAccount, claims.Issuer, accA.Public, accA.SigningKey)
 		}
 	}
-	producer, _ := jetstream.New(connectCreds(t, pb.URL, pb.Creds, nats.CustomInboxPrefix(pb.Inbox)))
+	producer, _ := jetstream.New(testnats.ConnectCreds(t, pb.URL, pb.Creds, nats.CustomInboxPrefix(pb.Inbox)))
 	subject := teamA + ".orders"
 	for i, id := range []string{"order-1", "order-1", "order-2"} {
 		ack, err := producer.Publish(ctx, subject, fmt.Appendf(nil, "order %d", i), jetstream.WithMsgID(id))
@@ -266,7 +234,7 @@ func TestEachNamespaceGetsItsOwnAccount(t *testing.T) {
 			t.Errorf("publish %d: duplicate %v, want %v", i, ack.Duplicate, want)
 		}
 	}
-	consumerConn := connectCreds(t, cb.URL, cb.Creds, nats.CustomInboxPrefix(cb.Inbox))
+	consumerConn := testnats.ConnectCreds(t, cb.URL, cb.Creds, nats.CustomInboxPrefix(cb.Inbox))
 	consumerJS, _ := jetstream.New(consumerConn)
 	durable, err := consumerJS.Consumer(ctx, cb.Stream, cb.Durable)
 	if err != nil {
@@ -336,7 +304,7 @@ func TestAManagerRestartFindsTheSameAccounts(t *testing.T) {
 	}
 	s.ready(t, topic, prod, cons)
 	before := s.bound(t, ns, "checkout-binding")
-	producer, _ := jetstream.New(connectCreds(t, before.URL, before.Creds, nats.CustomInboxPrefix(before.Inbox)))
+	producer, _ := jetstream.New(testnats.ConnectCreds(t, before.URL, before.Creds, nats.CustomInboxPrefix(before.Inbox)))
 	if _, err := producer.Publish(ctx, ns+".orders", []byte("before")); err != nil {
 		t.Fatal(err)
 	}
