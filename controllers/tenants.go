@@ -60,6 +60,9 @@ type tenantHub struct {
 	issuer  *credentials.Issuer
 	// stop ends the account's advisory watch.
 	stop context.CancelFunc
+
+	mu     sync.Mutex
+	pushed time.Time // the account's last push
 }
 
 var _ hub.Client = (*accountHub)(nil)
@@ -140,26 +143,73 @@ func (a *accountHub) tenant(ctx context.Context, namespace string) (*tenantHub, 
 	if t.err != nil {
 		return nil, t.err
 	}
+	if t.loginRefused() {
+		a.repush(namespace, t)
+	}
 	return t, nil
 }
 
-func (a *accountHub) open(ctx context.Context, namespace string, t *tenantHub) error {
+// loginRefused: the account's connection is down because the server
+// refused its login, as when the resolver lost the account (a wiped
+// resolver directory, a restored cluster).
+func (t *tenantHub) loginRefused() bool {
+	return t.nc != nil && !t.nc.IsConnected() && !t.nc.IsClosed() && errors.Is(t.nc.LastError(), nats.ErrAuthorization)
+}
+
+// repushEvery spaces the pushes of an account whose login is refused.
+const repushEvery = 5 * time.Second
+
+// repush pushes a connected account again, at most once per repushEvery;
+// the connection logs in on its next retry.
+func (a *accountHub) repush(namespace string, t *tenantHub) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if time.Since(t.pushed) < repushEvery {
+		return
+	}
+	t.pushed = time.Now()
+	log := ctrl.LoggerFrom(a.ctx).WithName("tenancy")
+	if err := a.push(namespace); err != nil {
+		log.Error(err, "pushing a namespace's account again after its login was refused", "namespace", namespace)
+		return
+	}
+	log.Info("pushed a namespace's account again: the server refused its login", "namespace", namespace)
+}
+
+// push signs namespace's account and pushes it, under the manager's
+// context: the first caller's reconcile ending must not fail the others
+// waiting for the same account.
+func (a *accountHub) push(namespace string) error {
 	acc, err := a.tenancy.Authority.Account(namespace)
 	if err != nil {
 		return err
 	}
+	defer acc.Wipe()
 	token, err := a.tenancy.Authority.JWT(acc)
 	if err != nil {
 		return err
 	}
-	pushCtx, cancel := context.WithTimeout(ctx, pushTimeout)
+	ctx, cancel := context.WithTimeout(a.ctx, pushTimeout)
 	defer cancel()
-	if err := tenancy.Push(pushCtx, a.system, token); err != nil {
+	if err := tenancy.Push(ctx, a.system, token); err != nil {
 		if errors.Is(err, tenancy.ErrPushRefused) {
 			return fmt.Errorf("namespace %s's NATS account %s: %w", namespace, acc.Public, err)
 		}
 		return fmt.Errorf("%w: namespace %s's NATS account %s could not be pushed: %v", hub.ErrUnreachable, namespace, acc.Public, err)
 	}
+	return nil
+}
+
+func (a *accountHub) open(_ context.Context, namespace string, t *tenantHub) error {
+	if err := a.push(namespace); err != nil {
+		return err
+	}
+	t.pushed = time.Now()
+	acc, err := a.tenancy.Authority.Account(namespace)
+	if err != nil {
+		return err
+	}
+	defer acc.Wipe()
 	if t.issuer, err = acc.Issuer(a.tenancy.CredentialsTTL); err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,5 +85,71 @@ func TestAccountHubRoutesAndReopens(t *testing.T) {
 	}
 	if _, err := a.Stream(ctx, "team-a_missing"); !errors.Is(err, hub.ErrNotFound) {
 		t.Errorf("a missing stream: %v, want ErrNotFound", err)
+	}
+}
+
+// An account the resolver lost (a wiped resolver directory, a restored
+// cluster) is pushed again once its connection's login is refused, and the
+// connection, which keeps retrying, logs in again.
+func TestAccountHubPushesALostAccountAgain(t *testing.T) {
+	trust, err := testnats.NewTrust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	srv, err := testnats.StartOperatorMode(dir, trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	sysCreds, err := trust.SystemUserCreds("manager")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := testnats.ConnectCreds(t, srv.URL(), sysCreds, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	authority, err := tenancy.NewAuthority(trust.OperatorSigningSeed(), []byte("a root secret of at least thirty-two bytes"), tenancy.Unlimited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAccountHub(Tenancy{
+		Authority: authority, CredentialsTTL: time.Hour,
+		// As cmd/manager connects.
+		Connect: func(_ context.Context, userJWT, seed string) (*nats.Conn, error) {
+			return nats.Connect(srv.URL(), nats.UserJWTAndSeed(userJWT, seed), nats.MaxReconnects(-1),
+				nats.RetryOnFailedConnect(true), nats.ReconnectWait(50*time.Millisecond), nats.IgnoreAuthErrorAbort())
+		},
+	}, sys, func(ctx context.Context, _ *nats.Conn) { <-ctx.Done() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	if _, err := a.CreateStream(ctx, jetstream.StreamConfig{Name: "team-c_orders", Subjects: []string{"team-c.orders"}}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := authority.AccountKey("team-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if err := os.Remove(filepath.Join(dir, "jwt", key+".jwt")); err != nil {
+		t.Fatalf("wiping the account from the resolver: %v", err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := a.Stream(ctx, "team-c_orders")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			a.mu.Lock()
+			nc := a.tenants["team-c"].nc
+			a.mu.Unlock()
+			t.Fatalf("the account's stream is still out of reach 30s after the resolver lost the account: %v (connection %s, last error %v)", err, nc.Status(), nc.LastError())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -284,8 +284,8 @@ func (r *TopicReconciler) served(topic *hubflowv1.Topic, cfg jetstream.StreamCon
 // and the account they live in when the manager knows it.
 func (r *TopicReconciler) isolation(namespace string) (hubflowv1.Isolation, string) {
 	if r.accounts != nil {
-		if acc, err := r.accounts.tenancy.Authority.Account(namespace); err == nil {
-			return hubflowv1.IsolationNamespaceAccount, acc.Public
+		if key, err := r.accounts.tenancy.Authority.AccountKey(namespace); err == nil {
+			return hubflowv1.IsolationNamespaceAccount, key
 		}
 	}
 	if r.issuer != nil {
