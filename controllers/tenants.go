@@ -52,12 +52,13 @@ type accountHub struct {
 }
 
 type tenantHub struct {
-	ready   chan struct{}
-	err     error
-	account string
-	nc      *nats.Conn
-	client  *hub.JetStream
-	issuer  *credentials.Issuer
+	ready     chan struct{}
+	err       error
+	namespace string
+	account   string
+	nc        *nats.Conn
+	client    *hub.JetStream
+	issuer    *credentials.Issuer
 	// stop ends the account's advisory watch.
 	stop context.CancelFunc
 
@@ -122,7 +123,7 @@ func (a *accountHub) tenant(ctx context.Context, namespace string) (*tenantHub, 
 		found = false
 	}
 	if !found {
-		t = &tenantHub{ready: make(chan struct{})}
+		t = &tenantHub{ready: make(chan struct{}), namespace: namespace}
 		a.tenants[namespace] = t
 	}
 	a.mu.Unlock()
@@ -359,7 +360,13 @@ func (a *accountHub) ListStreams(ctx context.Context) ([]*jetstream.StreamInfo, 
 			errs = append(errs, fmt.Errorf("account %s: %w", t.account, err))
 			continue
 		}
-		all = append(all, streams...)
+		// A stream made out of band under another namespace's prefix would
+		// be routed to that namespace's account: leave it out.
+		for _, st := range streams {
+			if ns, err := streamNamespace(st.Config.Name); err == nil && ns == t.namespace {
+				all = append(all, st)
+			}
+		}
 	}
 	if len(all) == 0 && len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -61,6 +61,14 @@ func TestAccountHubRoutesAndReopens(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A stream made out of band in team A's account under team B's prefix
+	// is not listed: everything listed is routed by its prefix.
+	a.mu.Lock()
+	teamA := a.tenants["team-a"]
+	a.mu.Unlock()
+	if _, err := teamA.client.CreateStream(ctx, jetstream.StreamConfig{Name: "team-b_forged", Subjects: []string{"forged"}}); err != nil {
+		t.Fatal(err)
+	}
 	streams, err := a.ListStreams(ctx)
 	if err != nil || len(streams) != 2 {
 		t.Fatalf("listed %d streams (%v), want both accounts' one each", len(streams), err)
