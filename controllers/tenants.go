@@ -26,9 +26,10 @@ type Tenancy struct {
 	Authority *tenancy.Authority
 	// CredentialsTTL is the lifetime of each Producer's and Consumer's user.
 	CredentialsTTL time.Duration
-	// Connect opens the manager's connection into one account, as the user
-	// userJWT with seed, to the servers the manager's own connection uses.
-	Connect func(ctx context.Context, userJWT, seed string) (*nats.Conn, error)
+	// Connect opens a connection to the servers the manager's own
+	// connection uses, with opts (the account user's login) added last.
+	// It must retry forever (natsconn does).
+	Connect func(ctx context.Context, opts ...nats.Option) (*nats.Conn, error)
 }
 
 // pushTimeout bounds the resolver's answer to an account push.
@@ -59,24 +60,12 @@ type tenantHub struct {
 	nc        *nats.Conn
 	client    *hub.JetStream
 	issuer    *credentials.Issuer
-	// stop ends the account's advisory watch.
-	stop context.CancelFunc
 
 	mu     sync.Mutex
 	pushed time.Time // the account's last push
 }
 
 var _ hub.Client = (*accountHub)(nil)
-
-// closed: the tenant was opened, and its connection is closed for good.
-func (t *tenantHub) closed() bool {
-	select {
-	case <-t.ready:
-		return t.nc != nil && t.nc.IsClosed()
-	default:
-		return false
-	}
-}
 
 func newAccountHub(t Tenancy, system *nats.Conn, watch func(context.Context, *nats.Conn)) *accountHub {
 	return &accountHub{tenancy: t, system: system, watch: watch, started: make(chan struct{}), tenants: map[string]*tenantHub{}}
@@ -114,21 +103,13 @@ func (a *accountHub) tenant(ctx context.Context, namespace string) (*tenantHub, 
 	}
 	a.mu.Lock()
 	t, found := a.tenants[namespace]
-	if found && t.closed() {
-		// A connection nats.go gave up on (it closes one that meets the
-		// same authorization error twice, as when it reached a server the
-		// pushed account had not reached yet) is made again, push first.
-		t.stop()
-		delete(a.tenants, namespace)
-		found = false
-	}
 	if !found {
 		t = &tenantHub{ready: make(chan struct{}), namespace: namespace}
 		a.tenants[namespace] = t
 	}
 	a.mu.Unlock()
 	if !found {
-		t.err = a.open(ctx, namespace, t)
+		t.err = a.open(namespace, t)
 		if t.err != nil {
 			a.mu.Lock()
 			delete(a.tenants, namespace)
@@ -201,7 +182,11 @@ func (a *accountHub) push(namespace string) error {
 	return nil
 }
 
-func (a *accountHub) open(_ context.Context, namespace string, t *tenantHub) error {
+// open pushes namespace's account and connects into it. The connection
+// never gives up on a refused login (nats.go's default closes it at the
+// second): the account may not have reached that server yet, or the
+// resolver lost it, which tenant repairs with a new push.
+func (a *accountHub) open(namespace string, t *tenantHub) error {
 	if err := a.push(namespace); err != nil {
 		return err
 	}
@@ -218,7 +203,7 @@ func (a *accountHub) open(_ context.Context, namespace string, t *tenantHub) err
 	if err != nil {
 		return err
 	}
-	nc, err := a.tenancy.Connect(a.ctx, userJWT, seed)
+	nc, err := a.tenancy.Connect(a.ctx, nats.UserJWTAndSeed(userJWT, seed), nats.IgnoreAuthErrorAbort())
 	if err != nil {
 		return fmt.Errorf("connecting to namespace %s's NATS account: %w", namespace, err)
 	}
@@ -226,11 +211,27 @@ func (a *accountHub) open(_ context.Context, namespace string, t *tenantHub) err
 		nc.Close()
 		return err
 	}
-	watchCtx, stop := context.WithCancel(a.ctx)
-	t.nc, t.account, t.stop = nc, acc.Public, stop
-	go a.watch(watchCtx, nc)
+	t.nc, t.account = nc, acc.Public
+	go a.watch(a.ctx, nc)
 	ctrl.LoggerFrom(a.ctx).WithName("tenancy").Info("namespace account ready", "namespace", namespace, "account", acc.Public)
 	return nil
+}
+
+// accountKey is the public key of namespace's account once its first call
+// opened it; empty before.
+func (a *accountHub) accountKey(namespace string) string {
+	a.mu.Lock()
+	t := a.tenants[namespace]
+	a.mu.Unlock()
+	if t == nil {
+		return ""
+	}
+	select {
+	case <-t.ready:
+		return t.account
+	default:
+		return ""
+	}
 }
 
 // issuer mints namespace's users, in its account.

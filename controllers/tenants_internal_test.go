@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,15 +16,17 @@ import (
 	"github.com/hubflow/hubflow/internal/testnats"
 )
 
-// The account hub routes each call to its namespace's account, refuses a
-// stream that names no namespace, and makes again an account connection
-// that nats.go closed for good, stopping the old one's advisory watch.
-func TestAccountHubRoutesAndReopens(t *testing.T) {
+// startAccountHub runs an account hub against a new operator-mode server
+// whose resolver keeps its account JWTs under dir/jwt. Its connections are
+// made as cmd/manager makes them: natsconn's retry-forever options, plus
+// what the hub adds.
+func startAccountHub(t *testing.T, dir string) (*accountHub, *testnats.Server, *tenancy.Authority) {
+	t.Helper()
 	trust, err := testnats.NewTrust()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := testnats.StartOperatorMode(t.TempDir(), trust)
+	srv, err := testnats.StartOperatorMode(dir, trust)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,32 +35,40 @@ func TestAccountHubRoutesAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys := testnats.ConnectCreds(t, srv.URL(), sysCreds)
+	retry := []nats.Option{nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(50 * time.Millisecond)}
+	sys := testnats.ConnectCreds(t, srv.URL(), sysCreds, retry...)
 	authority, err := tenancy.NewAuthority(trust.OperatorSigningSeed(), []byte("a root secret of at least thirty-two bytes"), tenancy.Unlimited)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var watching, watches atomic.Int32
 	a := newAccountHub(Tenancy{
 		Authority: authority, CredentialsTTL: time.Hour,
-		Connect: func(_ context.Context, userJWT, seed string) (*nats.Conn, error) {
-			return nats.Connect(srv.URL(), nats.UserJWTAndSeed(userJWT, seed))
+		Connect: func(_ context.Context, opts ...nats.Option) (*nats.Conn, error) {
+			return nats.Connect(srv.URL(), append(retry, opts...)...)
 		},
-	}, sys, func(ctx context.Context, _ *nats.Conn) {
-		watches.Add(1)
-		watching.Add(1)
-		<-ctx.Done()
-		watching.Add(-1)
-	})
+	}, sys, func(ctx context.Context, _ *nats.Conn) { <-ctx.Done() })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Start(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return a, srv, authority
+}
 
+// The account hub routes each call to its namespace's account, lists each
+// account's own streams only, and refuses a stream that names no namespace.
+func TestAccountHubRoutesByNamespace(t *testing.T) {
+	ctx := context.Background()
+	a, _, _ := startAccountHub(t, t.TempDir())
 	for _, ns := range []string{"team-a", "team-b"} {
 		if _, err := a.CreateStream(ctx, jetstream.StreamConfig{Name: ns + "_orders", Subjects: []string{ns + ".orders"}}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := a.Stream(ctx, "team-a_missing"); !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("a missing stream: %v, want ErrNotFound", err)
+	}
+	if _, err := a.Stream(ctx, "team-b_orders"); err != nil {
+		t.Errorf("team B's stream through its account: %v", err)
 	}
 	// A stream made out of band in team A's account under team B's prefix
 	// is not listed: everything listed is routed by its prefix.
@@ -76,23 +85,8 @@ func TestAccountHubRoutesAndReopens(t *testing.T) {
 	if _, err := a.Stream(ctx, "nonamespace"); err == nil {
 		t.Error("a stream naming no namespace was routed")
 	}
-
-	a.mu.Lock()
-	old := a.tenants["team-a"]
-	a.mu.Unlock()
-	old.nc.Close()
-	if _, err := a.Stream(ctx, "team-a_orders"); err != nil {
-		t.Fatalf("after nats.go closed the account's connection: %v", err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for watching.Load() != 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if watching.Load() != 2 || watches.Load() != 3 {
-		t.Errorf("advisory watches: %d running, %d started; want 2 running (the closed connection's stopped), 3 started", watching.Load(), watches.Load())
-	}
-	if _, err := a.Stream(ctx, "team-a_missing"); !errors.Is(err, hub.ErrNotFound) {
-		t.Errorf("a missing stream: %v, want ErrNotFound", err)
+	if a.accountKey("team-a") != teamA.account || a.accountKey("team-c") != "" {
+		t.Errorf("account keys: team-a %q (want %q), team-c %q (want none: never opened)", a.accountKey("team-a"), teamA.account, a.accountKey("team-c"))
 	}
 }
 
@@ -100,47 +94,19 @@ func TestAccountHubRoutesAndReopens(t *testing.T) {
 // cluster) is pushed again once its connection's login is refused, and the
 // connection, which keeps retrying, logs in again.
 func TestAccountHubPushesALostAccountAgain(t *testing.T) {
-	trust, err := testnats.NewTrust()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
 	dir := t.TempDir()
-	srv, err := testnats.StartOperatorMode(dir, trust)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	sysCreds, err := trust.SystemUserCreds("manager")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := testnats.ConnectCreds(t, srv.URL(), sysCreds, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	authority, err := tenancy.NewAuthority(trust.OperatorSigningSeed(), []byte("a root secret of at least thirty-two bytes"), tenancy.Unlimited)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newAccountHub(Tenancy{
-		Authority: authority, CredentialsTTL: time.Hour,
-		// As cmd/manager connects.
-		Connect: func(_ context.Context, userJWT, seed string) (*nats.Conn, error) {
-			return nats.Connect(srv.URL(), nats.UserJWTAndSeed(userJWT, seed), nats.MaxReconnects(-1),
-				nats.RetryOnFailedConnect(true), nats.ReconnectWait(50*time.Millisecond), nats.IgnoreAuthErrorAbort())
-		},
-	}, sys, func(ctx context.Context, _ *nats.Conn) { <-ctx.Done() })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
+	a, srv, authority := startAccountHub(t, dir)
 	if _, err := a.CreateStream(ctx, jetstream.StreamConfig{Name: "team-c_orders", Subjects: []string{"team-c.orders"}}); err != nil {
 		t.Fatal(err)
 	}
-	key, err := authority.AccountKey("team-c")
+	acc, err := authority.Account("team-c")
 	if err != nil {
 		t.Fatal(err)
 	}
+	acc.Wipe()
 	srv.Stop()
-	if err := os.Remove(filepath.Join(dir, "jwt", key+".jwt")); err != nil {
+	if err := os.Remove(filepath.Join(dir, "jwt", acc.Public+".jwt")); err != nil {
 		t.Fatalf("wiping the account from the resolver: %v", err)
 	}
 	if err := srv.Restart(); err != nil {

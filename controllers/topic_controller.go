@@ -284,9 +284,8 @@ func (r *TopicReconciler) served(topic *hubflowv1.Topic, cfg jetstream.StreamCon
 // and the account they live in when the manager knows it.
 func (r *TopicReconciler) isolation(namespace string) (hubflowv1.Isolation, string) {
 	if r.accounts != nil {
-		if key, err := r.accounts.tenancy.Authority.AccountKey(namespace); err == nil {
-			return hubflowv1.IsolationNamespaceAccount, key
-		}
+		// The stream was just read or written through the namespace's account.
+		return hubflowv1.IsolationNamespaceAccount, r.accounts.accountKey(namespace)
 	}
 	if r.issuer != nil {
 		return hubflowv1.IsolationSharedAccount, r.issuer.Account()

@@ -285,10 +285,8 @@ func run(ctx context.Context, restConfig *rest.Config, s settings) error {
 		tenants = &controllers.Tenancy{
 			Authority:      authority,
 			CredentialsTTL: s.credentials.ttl,
-			Connect: func(ctx context.Context, userJWT, seed string) (*nats.Conn, error) {
-				// Keep retrying a refused login: the account may not have reached
-				// every server of a cluster yet.
-				return tenantConn.Connect(logr.NewContext(ctx, ctrl.Log), nats.UserJWTAndSeed(userJWT, seed), nats.IgnoreAuthErrorAbort())
+			Connect: func(ctx context.Context, opts ...nats.Option) (*nats.Conn, error) {
+				return tenantConn.Connect(logr.NewContext(ctx, ctrl.Log), opts...)
 			},
 		}
 		log.Info("one NATS account per namespace", "operatorSigningKey", authority.OperatorSigningKey(), "ttl", s.credentials.ttl)

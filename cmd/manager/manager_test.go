@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -138,23 +137,13 @@ func TestManagerRunsWithTenancy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	dir := t.TempDir()
-	trust, err := testnats.NewTrust()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub, err := testnats.StartOperatorMode(filepath.Join(dir, "hub"), trust)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hub.Stop)
-	sysCreds, operatorKey, root := trust.TenancyFiles(t, dir)
+	hub := testnats.StartTenancyHub(t)
 	s, err := parseFlags([]string{
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--nats-url=" + hub.URL(), "--nats-creds=" + sysCreds, "--nats-reconnect-wait=50ms",
+		"--nats-url=" + hub.URL(), "--nats-creds=" + hub.SysCreds, "--nats-reconnect-wait=50ms",
 		"--tenancy=namespace",
-		"--nats-operator-signing-key-file=" + operatorKey,
-		"--tenant-root-secret-file=" + root,
+		"--nats-operator-signing-key-file=" + hub.OperatorKey,
+		"--tenant-root-secret-file=" + hub.Root,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +168,7 @@ func TestManagerRunsWithTenancy(t *testing.T) {
 	if err := env.Client.Create(ctx, testkube.Topic(ns, "orders", hubflowv1.AtLeastOnce)); err != nil {
 		t.Fatal(err)
 	}
-	authority, err := tenancy.LoadAuthority(operatorKey, root, tenancy.Unlimited)
+	authority, err := tenancy.LoadAuthority(hub.OperatorKey, hub.Root, tenancy.Unlimited)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,16 +174,6 @@ func (a *Authority) Account(namespace string) (*Account, error) {
 // Wipe forgets the account signing key; the public keys stay.
 func (acc *Account) Wipe() { acc.signer.Wipe() }
 
-// AccountKey is namespace's account public key, with no private key kept.
-func (a *Authority) AccountKey(namespace string) (string, error) {
-	acc, err := a.Account(namespace)
-	if err != nil {
-		return "", err
-	}
-	acc.Wipe()
-	return acc.Public, nil
-}
-
 // JWT is the account's claims, signed with the operator signing key: named
 // after the namespace (so the server's monitoring shows whose it is), with
 // JetStream under the authority's limits and the one signing key hubflow

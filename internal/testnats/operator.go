@@ -205,12 +205,31 @@ func ConnectCreds(tb testing.TB, url string, creds []byte, opts ...nats.Option) 
 	return nc
 }
 
-// TenancyFiles writes what a platform team mounts into a manager with
-// --tenancy=namespace: a system-account user's credentials, the operator
-// signing key's seed and a random root secret; it returns their paths.
-func (t *Trust) TenancyFiles(tb testing.TB, dir string) (sysCreds, operatorKey, root string) {
+// TenancyHub is an operator-mode server (StartOperatorMode) with the files a
+// platform team mounts into a manager with --tenancy=namespace: a
+// system-account user's credentials, the operator signing key's seed and
+// a random root secret.
+type TenancyHub struct {
+	*Server
+	Trust                       *Trust
+	SysCreds, OperatorKey, Root string // file paths
+}
+
+// StartTenancyHub starts a TenancyHub in the test's temp dir, stopped at
+// the test's end.
+func StartTenancyHub(tb testing.TB) *TenancyHub {
 	tb.Helper()
-	creds, err := t.SystemUserCreds("hubflow-manager")
+	trust, err := NewTrust()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	srv, err := StartOperatorMode(filepath.Join(dir, "hub"), trust)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(srv.Stop)
+	creds, err := trust.SystemUserCreds("hubflow-manager")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -218,11 +237,12 @@ func (t *Trust) TenancyFiles(tb testing.TB, dir string) (sysCreds, operatorKey, 
 	if _, err := rand.Read(secret); err != nil {
 		tb.Fatal(err)
 	}
-	sysCreds, operatorKey, root = filepath.Join(dir, "sys.creds"), filepath.Join(dir, "operator.nk"), filepath.Join(dir, "root")
-	for path, data := range map[string][]byte{sysCreds: creds, operatorKey: t.OperatorSigningSeed(), root: secret} {
+	h := &TenancyHub{Server: srv, Trust: trust,
+		SysCreds: filepath.Join(dir, "sys.creds"), OperatorKey: filepath.Join(dir, "operator.nk"), Root: filepath.Join(dir, "root")}
+	for path, data := range map[string][]byte{h.SysCreds: creds, h.OperatorKey: trust.OperatorSigningSeed(), h.Root: secret} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	return sysCreds, operatorKey, root
+	return h
 }

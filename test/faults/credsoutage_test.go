@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	hubflowv1 "github.com/hubflow/hubflow/api/v1alpha1"
@@ -96,20 +95,7 @@ func adminJS(t *testing.T, hub *testnats.Cluster, trust *testnats.Trust) jetstre
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "admin.creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(hub.URL(), nats.UserCredentials(path), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return testnats.ConnectWith(t, hub.URL(), testnats.UserJWTAndSeed(t, creds))
 }
 
 // renewer plays the operator and the kubelet: it mints fresh credentials

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -39,13 +38,11 @@ const wait = 30 * time.Second
 
 // stack is envtest, the operator-mode hub and a manager with tenancy.
 type stack struct {
-	k8s client.Client
-	env *testenv.Env
-	hub *testnats.Server
-	// the files a platform team mounts
-	sysCreds, operatorKey, root string
-	authority                   *tenancy.Authority // the same keys as the manager's: the test's view into each account
-	manager                     *testhub.Manager
+	k8s       client.Client
+	env       *testenv.Env
+	hub       *testnats.TenancyHub
+	authority *tenancy.Authority // the same keys as the manager's: the test's view into each account
+	manager   *testhub.Manager
 }
 
 func start(t *testing.T) *stack {
@@ -56,20 +53,7 @@ func start(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	dir := t.TempDir()
-	trust, err := testnats.NewTrust()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub, err := testnats.StartOperatorMode(filepath.Join(dir, "hub"), trust)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hub.Stop)
-
-	// What a platform team mounts.
-	sysCreds, operatorKey, root := trust.TenancyFiles(t, dir)
-	s := &stack{k8s: env.Client, env: env, hub: hub, sysCreds: sysCreds, operatorKey: operatorKey, root: root}
+	s := &stack{k8s: env.Client, env: env, hub: testnats.StartTenancyHub(t)}
 	s.startManager(t)
 	t.Cleanup(func() {
 		if s.manager != nil {
@@ -83,20 +67,20 @@ func start(t *testing.T) *stack {
 // from the files alone.
 func (s *stack) startManager(t *testing.T) {
 	t.Helper()
-	authority, err := tenancy.LoadAuthority(s.operatorKey, s.root, tenancy.Unlimited)
+	authority, err := tenancy.LoadAuthority(s.hub.OperatorKey, s.hub.Root, tenancy.Unlimited)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.authority = authority
 	tenantConn := natsconn.Options{URL: s.hub.URL(), Name: "hubflow-manager", ReconnectWait: 100 * time.Millisecond}
 	s.manager, err = testhub.StartWith(s.env.Config, s.env.Scheme,
-		natsconn.Options{URL: s.hub.URL(), CredsFile: s.sysCreds},
+		natsconn.Options{URL: s.hub.URL(), CredsFile: s.hub.SysCreds},
 		controllers.Options{
 			ResyncInterval: time.Hour, ObserveInterval: time.Second, MaxConcurrentReconciles: 2,
 			Tenancy: &controllers.Tenancy{
 				Authority: authority, CredentialsTTL: time.Hour,
-				Connect: func(ctx context.Context, userJWT, seed string) (*nats.Conn, error) {
-					return tenantConn.Connect(ctx, nats.UserJWTAndSeed(userJWT, seed))
+				Connect: func(ctx context.Context, opts ...nats.Option) (*nats.Conn, error) {
+					return tenantConn.Connect(ctx, opts...)
 				},
 			},
 		})
